@@ -1,0 +1,171 @@
+"""Command line: `python -m cnnlab presets|train|runs|resume|fork ...` for headless training."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from .errors import LabError
+
+
+class Progress:
+    """A one-line progress bar on stderr (engine sink)."""
+
+    def __init__(self, total_steps: int, quiet: bool = False):
+        self.total, self.quiet, self._last = total_steps, quiet, 0.0
+
+    def on_step(self, rec: dict) -> None:
+        now = time.monotonic()
+        if self.quiet or now - self._last < 0.2:
+            return
+        self._last = now
+        frac = min(1.0, rec["step"] / max(1, self.total))
+        bar = "#" * int(frac * 30)
+        sys.stderr.write(f"\r[{bar:<30}] epoch {rec['epoch']} step {rec['step']}/{self.total} "
+                         f"loss {rec['loss']:.4f} lr {rec['lr']:.3g} {rec['ips']:.0f} img/s   ")
+        sys.stderr.flush()
+
+    def on_epoch(self, rec: dict, trainer: Any) -> None:
+        if not self.quiet:
+            sys.stderr.write(f"\repoch {rec['epoch']}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}"
+                             f" | val loss {rec['val_loss']:.4f} acc {rec['val_acc']:.4f}{' ' * 30}\n")
+
+    def on_event(self, rec: dict) -> None:
+        if not self.quiet and rec.get("event") != "set":
+            sys.stderr.write(f"\n{rec['event']} at step {rec['step']}\n")
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, default=str), flush=True)
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .models import get_preset, preset_names
+
+    out = []
+    for name in preset_names():
+        p = get_preset(name)
+        out.append({"name": p.name, "title": p.title, "params": p.params(), "recipe": p.recipe,
+                    "reported": p.reported, "reported_test_acc": p.reported_test_acc,
+                    "description": p.description, "notes": p.notes, "spec": p.spec})
+    if args.json:
+        _print_json(out)
+    else:
+        for p in out:
+            r = p["recipe"]
+            print(f"{p['name']:<14} {p['params']:>9,} params  {r.get('optimizer')} lr {r.get('lr')} "
+                  f"batch {r.get('batch_size')} epochs {r.get('epochs')}  — {p['reported']}")
+    return 0
+
+
+def add_recipe_args(ap: argparse.ArgumentParser) -> None:
+    """Recipe overrides shared by train and fork."""
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--batch-size", type=int, dest="batch_size")
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--momentum", type=float)
+    ap.add_argument("--weight-decay", type=float, dest="weight_decay")
+    ap.add_argument("--optimizer")
+    ap.add_argument("--scheduler")
+    ap.add_argument("--label-smoothing", type=float, dest="label_smoothing")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--device")
+    ap.add_argument("--subset", type=int, help="training images per epoch")
+    ap.add_argument("--val-size", type=int, dest="val_size")
+    ap.add_argument("--augment", type=float, metavar="STRENGTH", help="augmentation strength (0 = off)")
+
+
+def recipe_overrides(args: argparse.Namespace) -> tuple[dict, dict]:
+    """(TrainConfig overrides, DataConfig overrides) from parsed args; absent flags are left out."""
+    keys = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "scheduler",
+            "label_smoothing", "seed", "device")
+    over = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    data: dict = {}
+    if getattr(args, "subset", None) is not None:
+        data["subset"] = args.subset
+    if getattr(args, "val_size", None) is not None:
+        data["val_size"] = args.val_size
+    if getattr(args, "augment", None) is not None:
+        data["augment"] = args.augment > 0
+        data["aug_strength"] = args.augment if args.augment > 0 else 1.0
+    return over, data
+
+
+def final_json(result: Any, run_id: str | None, params: int, wall_s: float) -> dict:
+    return {"status": result.status, "message": result.message, "test_acc": result.test_acc,
+            "test_loss": result.test_loss, "best_val_acc": result.best_val_acc, "epochs": result.epochs_done,
+            "steps": result.step, "wall_s": round(wall_s, 3), "train_s": round(result.train_s, 3),
+            "params": params, "run_id": run_id}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()  # wall_s counts from here: data loading included
+    from . import data as D
+    from .engine import TrainConfig, Trainer
+    from .models import get_preset, summarize
+    from .recorder import RunRecorder, create_run
+    from .runs import RunStore
+
+    p = get_preset(args.preset)
+    over, data_over = recipe_overrides(args)
+    recipe = dict(p.recipe)
+    cfg = TrainConfig.from_dict({**recipe, "data": {**recipe.pop("data", {}), **data_over}}, **over).validate()
+    mnist = D.load_mnist()
+    params = summarize(p.spec).total_params
+    progress = Progress(cfg.steps_per_epoch() * cfg.epochs, quiet=args.quiet)
+    run = None
+    sink: Any = progress
+    if not args.no_save:
+        run = create_run(RunStore(), p.name, p.spec, cfg, name=args.name, source="cli")
+        sink = RunRecorder(run, forward=progress)
+        if not args.quiet:
+            sys.stderr.write(f"run {run.id} in {run.path}\n")
+    trainer = Trainer(p.spec, cfg, mnist, sink=sink)
+    result = trainer.run()
+    wall = time.perf_counter() - t0
+    if not args.quiet:
+        sys.stderr.write(f"\n{result.status}: test acc {result.test_acc}  ({wall:.1f} s)\n")
+        if result.message:
+            sys.stderr.write(result.message + "\n")
+    if args.json:
+        _print_json(final_json(result, run.id if run else None, params, wall))
+    return 0 if result.status == "done" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m cnnlab", description="CNN Lab: headless training and runs")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sp = sub.add_parser("presets", help="list presets with parameter counts and recipes")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_presets)
+    tp = sub.add_parser("train", help="train a preset and save the run")
+    tp.add_argument("--preset", required=True)
+    add_recipe_args(tp)
+    tp.add_argument("--name", help="display name of the run")
+    tp.add_argument("--no-save", action="store_true", help="do not write a run folder")
+    tp.add_argument("--quiet", action="store_true")
+    tp.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
+    tp.set_defaults(func=cmd_train)
+    try:  # runs/resume/fork live with the job machinery
+        from .cli_runs import add_run_commands
+        add_run_commands(sub)
+    except ImportError:
+        pass
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        if getattr(args, "json", False):
+            _print_json({"status": "error", "error": str(exc), "field": getattr(exc, "field", None)})
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,523 @@
+"""Training and evaluation: config validation, optimizers, LR schedules, the step loop. No threads, no UI."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import data as D
+from .errors import ConfigError, LabError
+from .models import build_model, validate_spec
+from .settings import pick_device
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "step", "onecycle", "cosine")
+LIVE_FIELDS = ("lr", "momentum", "weight_decay", "aug_strength")
+
+
+def _num(field_name: str, v: Any, lo: float, hi: float, *, lo_open: bool = False, integer: bool = False) -> None:
+    """Check that v is a finite number in [lo, hi] ((lo, hi] if lo_open); raise ConfigError naming the field."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+        raise ConfigError(field_name, f"must be {kind}, got {v!r}")
+    if not math.isfinite(v):
+        raise ConfigError(field_name, f"must be a finite number, got {v!r}")
+    if (v <= lo if lo_open else v < lo) or v > hi:
+        lo_s = f"greater than {lo:g}" if lo_open else f"at least {lo:g}"
+        raise ConfigError(field_name, f"must be {lo_s} and at most {hi:g}, got {v!r}")
+
+
+@dataclass
+class TrainConfig:
+    """A training recipe. Validate before use; every error names its field."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # SGD momentum; Adam/AdamW beta1
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    step_size: int = 15  # StepLR period in epochs
+    gamma: float = 0.1  # StepLR factor
+    pct_start: float = 0.25  # OneCycle warm-up fraction
+    batch_size: int = 64
+    epochs: int = 5
+    label_smoothing: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    channels_last: bool = False
+    eval_batch_size: int = 1000
+    data: D.DataConfig = field(default_factory=D.DataConfig)
+
+    def validate(self) -> "TrainConfig":
+        """Raise ConfigError naming the first bad field; return self."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError("optimizer", f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError("scheduler", f"unknown scheduler {self.scheduler!r}; known: {', '.join(SCHEDULERS)}")
+        _num("lr", self.lr, 0, 10, lo_open=True)
+        _num("momentum", self.momentum, 0, 0.999)
+        if not isinstance(self.nesterov, bool):
+            raise ConfigError("nesterov", f"must be true or false, got {self.nesterov!r}")
+        if self.nesterov and self.optimizer == "sgd" and self.momentum <= 0:
+            raise ConfigError("nesterov", "needs momentum > 0")
+        _num("weight_decay", self.weight_decay, 0, 1)
+        _num("step_size", self.step_size, 1, 10_000, integer=True)
+        _num("gamma", self.gamma, 0, 1, lo_open=True)
+        _num("pct_start", self.pct_start, 0, 0.9, lo_open=True)
+        _num("batch_size", self.batch_size, 1, 8192, integer=True)
+        _num("epochs", self.epochs, 1, 1000, integer=True)
+        _num("label_smoothing", self.label_smoothing, 0, 0.5)
+        _num("seed", self.seed, 0, 2**31 - 1, integer=True)
+        _num("eval_batch_size", self.eval_batch_size, 1, 10_000, integer=True)
+        if not isinstance(self.channels_last, bool):
+            raise ConfigError("channels_last", f"must be true or false, got {self.channels_last!r}")
+        if not isinstance(self.data, D.DataConfig):
+            raise ConfigError("data", "must be a DataConfig")
+        self.data.validate()
+        if self.batch_size > self.n_train():
+            raise ConfigError("batch_size", f"{self.batch_size} is larger than the {self.n_train()} training images")
+        pick_device(self.device)
+        return self
+
+    def n_train(self) -> int:
+        return self.data.subset if self.data.subset is not None else D.N_TRAIN_TOTAL - self.data.val_size
+
+    def steps_per_epoch(self) -> int:
+        return D.steps_per_epoch(self.n_train(), self.batch_size)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None, **overrides: Any) -> "TrainConfig":
+        """Build from a dict (unknown keys refused with ConfigError); overrides win (None ignored)."""
+        d = dict(d or {})
+        d.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], f"unknown option; known: {', '.join(cls.__dataclass_fields__)}")
+        data = d.pop("data", None)
+        if isinstance(data, D.DataConfig):
+            dc = data
+        else:
+            data = dict(data or {})
+            bad = set(data) - set(D.DataConfig.__dataclass_fields__)
+            if bad:
+                raise ConfigError(f"data.{sorted(bad)[0]}", "unknown data option")
+            dc = D.DataConfig(**data)
+        return cls(data=dc, **d)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+def schedule_factor(cfg: TrainConfig, step: int, epoch: int, total_steps: int) -> float:
+    """LR multiplier of the schedule at a global step (0-based) in an epoch (0-based).
+
+    Matches torch's StepLR (per epoch), OneCycleLR (cosine, div 25, final div 1e4, per step) and
+    CosineAnnealingLR over all steps (eta_min 0).
+    """
+    if cfg.scheduler == "step":
+        return cfg.gamma ** (epoch // cfg.step_size)
+    if cfg.scheduler == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
+    if cfg.scheduler == "onecycle":
+        initial, final = 1 / 25.0, 1 / 25.0 / 1e4
+        up = float(cfg.pct_start * total_steps) - 1
+        down = float(total_steps - 1)
+        if step <= up:
+            pct = step / up if up > 0 else 1.0
+            return final_cos(initial, 1.0, pct)
+        pct = (step - up) / (down - up) if down > up else 1.0
+        return final_cos(1.0, final, min(1.0, pct))
+    return 1.0
+
+
+def final_cos(start: float, end: float, pct: float) -> float:
+    """Cosine interpolation from start to end as pct goes 0 -> 1 (torch's _annealing_cos)."""
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+
+# ----------------------------------------------------------------------------- live control
+
+class LiveParams:
+    """Hyperparameters a user may change while a run trains; the loop applies them at the next step."""
+
+    def __init__(self, lr: float, momentum: float, weight_decay: float, aug_strength: float):
+        self._lock = threading.Lock()
+        self._values = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "aug_strength": aug_strength}
+        self._pending: dict[str, float] = {}
+        self.version = 0
+
+    def set(self, **changes: float) -> None:
+        """Request changes (validated now, applied by the loop at its next step)."""
+        for k, v in changes.items():
+            if k not in LIVE_FIELDS:
+                raise ConfigError(k, f"cannot be changed during a run; live fields: {', '.join(LIVE_FIELDS)}")
+            if k == "lr":
+                _num("lr", v, 0, 10, lo_open=True)
+            elif k == "momentum":
+                _num("momentum", v, 0, 0.999)
+            elif k == "weight_decay":
+                _num("weight_decay", v, 0, 1)
+            else:
+                _num("aug_strength", v, 0, 3)
+        with self._lock:
+            self._pending.update({k: float(v) for k, v in changes.items()})
+            self.version += 1
+
+    def take_pending(self) -> dict[str, float]:
+        """Called by the loop: the changes requested since the last call."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            return pending
+
+    def record(self, **values: float) -> None:
+        """Called by the loop: the values in effect now (what snapshot() reports)."""
+        with self._lock:
+            self._values.update(values)
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            return {**self._values, **self._pending}
+
+
+class Control:
+    """Pause/stop requests and live hyperparameters shared between a runner and its loop."""
+
+    def __init__(self, live: LiveParams | None = None):
+        self.pause_event = threading.Event()
+        self.stop_event = threading.Event()
+        self.live = live
+
+
+class Sink(Protocol):
+    def on_step(self, rec: dict) -> None: ...
+    def on_epoch(self, rec: dict, trainer: "Trainer") -> None: ...
+    def on_event(self, rec: dict) -> None: ...
+    def on_end(self, result: "TrainResult", trainer: "Trainer") -> None: ...
+
+
+@dataclass
+class TrainResult:
+    status: str  # done | stopped | diverged | failed
+    message: str = ""
+    traceback: str = ""
+    epochs_done: int = 0
+    step: int = 0
+    best_val_acc: float | None = None
+    best_epoch: int | None = None
+    test_acc: float | None = None
+    test_loss: float | None = None
+    confusion: list[list[int]] | None = None
+    per_class_acc: list[float] | None = None
+    wall_s: float = 0.0
+    train_s: float = 0.0
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, device: torch.device,
+             batch: int = 1000, channels_last: bool = False) -> tuple[float, float, torch.Tensor]:
+    """Mean loss, accuracy and predictions of `model` on uint8 images; restores the model's mode."""
+    was_training = model.training
+    model.eval()
+    total_loss, preds = 0.0, []
+    try:
+        for s in range(0, len(x_u8), batch):
+            xb = D.to_float(x_u8[s : s + batch]).to(device)
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            out = model(xb).float()
+            yb = y[s : s + batch].to(device)
+            total_loss += F.cross_entropy(out, yb, reduction="sum").item()
+            preds.append(out.argmax(1).cpu())
+    finally:
+        model.train(was_training)
+    p = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+    acc = (p == y).float().mean().item() if len(y) else float("nan")
+    return total_loss / max(1, len(y)), acc, p
+
+
+def confusion_matrix(preds: torch.Tensor, y: torch.Tensor, n: int = 10) -> torch.Tensor:
+    """n x n counts, rows = true class, columns = predicted class."""
+    return torch.bincount(y * n + preds, minlength=n * n).reshape(n, n)
+
+
+def _is_log_probs(spec: list[dict]) -> bool:
+    return bool(spec) and str(spec[-1].get("type", "")).lower() == "logsoftmax"
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
+
+
+class Trainer:
+    """Trains one model on MNIST tensors, step by step, reporting to a sink and obeying a Control."""
+
+    def __init__(self, spec: list[dict], cfg: TrainConfig, mnist: D.Mnist, *, control: Control | None = None,
+                 sink: Any = None, resume_state: dict | None = None, init_weights: dict | None = None):
+        cfg.validate()
+        validate_spec(spec)
+        self.spec, self.cfg, self.mnist, self.sink = spec, cfg, mnist, sink
+        self.device = pick_device(cfg.device)
+        self.control = control or Control()
+        if self.control.live is None:
+            self.control.live = LiveParams(cfg.lr, cfg.momentum, cfg.weight_decay, cfg.data.aug_strength)
+        self.live = self.control.live
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(spec).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.log_probs = _is_log_probs(spec)
+        self.splits = D.make_splits(mnist, cfg.data)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimizer steps taken
+        self.lr_scale = 1.0
+        self.aug_strength = cfg.data.aug_strength if cfg.data.augment else 0.0
+        self.best_val_acc: float | None = None
+        self.best_epoch: int | None = None
+        self.steps_per_epoch = D.steps_per_epoch(len(self.splits.train_idx), cfg.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self._weights_lock = threading.Lock()
+        self.elapsed_before = 0.0  # training seconds of earlier sessions (resume)
+        if init_weights is not None:
+            self._load_model_state(init_weights)
+        if resume_state is not None:
+            self.load_state(resume_state)
+
+    # ---- state for checkpoints, resume and fork
+    def _load_model_state(self, sd: dict) -> None:
+        from .errors import CheckpointError
+        try:
+            self.model.load_state_dict(sd)
+        except (RuntimeError, KeyError) as exc:
+            raise CheckpointError(f"the weights do not fit this architecture: {str(exc).splitlines()[0]}") from exc
+
+    def checkpoint_state(self) -> dict:
+        """A plain dict (tensors and numbers only) to resume this run exactly from its last epoch."""
+        return {
+            "model": self.weights_copy(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "lr_scale": self.lr_scale,
+            "aug_strength": self.aug_strength,
+            "live": self.live.snapshot(),
+            "best_val_acc": self.best_val_acc,
+            "best_epoch": self.best_epoch,
+            "gen_state": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "elapsed": self.elapsed_before + getattr(self, "_train_s", 0.0),
+        }
+
+    def load_state(self, st: dict) -> None:
+        self._load_model_state(st["model"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.epoch, self.step = int(st["epoch"]), int(st["step"])
+        self.lr_scale = float(st.get("lr_scale", 1.0))
+        self.aug_strength = float(st.get("aug_strength", self.aug_strength))
+        self.best_val_acc, self.best_epoch = st.get("best_val_acc"), st.get("best_epoch")
+        self.gen.set_state(st["gen_state"])
+        torch.set_rng_state(st["torch_rng"])
+        self.elapsed_before = float(st.get("elapsed", 0.0))
+        live = st.get("live") or {}
+        self.live.record(**{k: v for k, v in live.items() if k in LIVE_FIELDS})
+        for g in self.optimizer.param_groups:  # the optimizer state carries the live momentum/wd
+            self.live.record(weight_decay=g.get("weight_decay", 0.0))
+
+    def weights_copy(self) -> dict:
+        """A CPU copy of the current weights, safe to take while the loop runs in another thread."""
+        with self._weights_lock:
+            return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    # ---- reporting
+    def _emit(self, method: str, *args: Any) -> None:
+        fn = getattr(self.sink, method, None)
+        if fn is not None:
+            fn(*args)
+
+    def _event(self, event: str, **kw: Any) -> None:
+        rec = {"kind": "event", "event": event, "step": self.step, "epoch": self.epoch + 1,
+               "t": time.time(), **kw}
+        self._emit("on_event", rec)
+
+    def current_lr(self) -> float:
+        return self.cfg.lr * self.lr_scale * schedule_factor(self.cfg, self.step, self.epoch, self.total_steps)
+
+    def _apply_live(self) -> None:
+        pending = self.live.take_pending()
+        for k, new in pending.items():
+            if k == "lr":
+                old = self.current_lr()
+                sched = self.cfg.lr * schedule_factor(self.cfg, self.step, self.epoch, self.total_steps)
+                # live LR rescales the schedule: from this step on lr_t = schedule_t * scale, = new now
+                self.lr_scale = new / sched if sched > 0 else self.lr_scale
+            elif k == "momentum":
+                g0 = self.optimizer.param_groups[0]
+                old = g0["momentum"] if "momentum" in g0 else g0["betas"][0]
+                for g in self.optimizer.param_groups:
+                    if "momentum" in g:
+                        g["momentum"] = new
+                    else:
+                        g["betas"] = (new, g["betas"][1])
+            elif k == "weight_decay":
+                old = self.optimizer.param_groups[0]["weight_decay"]
+                for g in self.optimizer.param_groups:
+                    g["weight_decay"] = new
+            else:
+                old = self.aug_strength
+                self.aug_strength = new
+            self.live.record(**{k: new})
+            self._event("set", field=k, old=old, new=new)
+
+    def _wait_if_paused(self) -> None:
+        if not self.control.pause_event.is_set():
+            return
+        self._event("pause")
+        paused_at = time.perf_counter()
+        while self.control.pause_event.is_set() and not self.control.stop_event.is_set():
+            self.control.stop_event.wait(0.02)
+        self._t_paused += time.perf_counter() - paused_at
+        if not self.control.stop_event.is_set():
+            self._event("resume")
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.log_probs:  # the net ends in log-softmax (seed 001): NLL, smoothing applied by hand
+            nll = F.nll_loss(out, y)
+            if self.cfg.label_smoothing:
+                return (1 - self.cfg.label_smoothing) * nll - self.cfg.label_smoothing * out.mean(1).mean()
+            return nll
+        return F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)
+
+    # ---- the loop
+    def run(self) -> TrainResult:
+        """Train the remaining epochs, then evaluate on the test set. Never raises for a training failure."""
+        t0 = time.perf_counter()
+        self._t_paused = 0.0
+        result = TrainResult(status="done")
+        try:
+            self._emit("on_start", self)
+            status, message = self._train()
+            result.status, result.message = status, message
+            if status == "done":
+                tl, ta, preds = evaluate(self.model, self.mnist.test_x, self.mnist.test_y, self.device,
+                                         self.cfg.eval_batch_size, self.cfg.channels_last)
+                cm = confusion_matrix(preds, self.mnist.test_y)
+                result.test_loss, result.test_acc = tl, ta
+                result.confusion = cm.tolist()
+                result.per_class_acc = (cm.diag().float() / cm.sum(1).clamp(min=1).float()).tolist()
+        except LabError as exc:
+            result.status, result.message = "failed", str(exc)
+            result.traceback = traceback.format_exc()
+        except Exception as exc:  # a training thread must end with a status, not vanish
+            result.status = "failed"
+            result.message = f"{type(exc).__name__}: {exc}"
+            result.traceback = traceback.format_exc()
+        result.epochs_done, result.step = self.epoch, self.step
+        result.best_val_acc, result.best_epoch = self.best_val_acc, self.best_epoch
+        result.wall_s = time.perf_counter() - t0
+        result.train_s = self.elapsed_before + getattr(self, "_train_s", 0.0)
+        self._emit("on_end", result, self)
+        return result
+
+    def _train(self) -> tuple[str, str]:
+        cfg, model, dev = self.cfg, self.model, self.device
+        x_all, y_all = self.mnist.train_x, self.mnist.train_y
+        log_every = 1 if dev.type == "cpu" else 10  # .item() syncs with an accelerator: only at log steps
+        t_start = time.perf_counter() - self.elapsed_before
+        self._train_s = 0.0
+        model.train()
+        while self.epoch < cfg.epochs:
+            ep_loss = torch.zeros((), device=dev)
+            ep_correct = torch.zeros((), device=dev, dtype=torch.long)
+            ep_n = 0
+            win_t, win_n = time.perf_counter(), 0
+            for idx in D.iterate_indices(self.splits.train_idx, cfg.batch_size, True, self.gen):
+                if self.control.stop_event.is_set():
+                    self._event("stop")
+                    return "stopped", f"stopped by the user at step {self.step} (epoch {self.epoch + 1})"
+                self._wait_if_paused()
+                if self.control.stop_event.is_set():
+                    self._event("stop")
+                    return "stopped", f"stopped by the user at step {self.step} (epoch {self.epoch + 1})"
+                self._apply_live()
+                lr = self.current_lr()
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+                xb = D.make_batch(x_all, idx, self.aug_strength, self.gen).to(dev, non_blocking=True)
+                yb = y_all.index_select(0, idx).to(dev, non_blocking=True)
+                if cfg.channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                out = model(xb)
+                loss = self._loss(out, yb)
+                with self._weights_lock:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                self.step += 1
+                n = len(idx)
+                ep_loss += loss.detach() * n
+                correct = (out.detach().argmax(1) == yb).sum()
+                ep_correct += correct
+                ep_n += n
+                win_n += n
+                if self.step % log_every == 0 or ep_n >= len(self.splits.train_idx):
+                    lv = loss.item()
+                    if not math.isfinite(lv):
+                        self._event("diverged", value=str(lv))
+                        return "diverged", (
+                            f"training diverged: the loss became {lv} at step {self.step} (epoch {self.epoch + 1}) "
+                            f"with learning rate {lr:.3g}; lower the learning rate (or add BatchNorm) and retry")
+                    now = time.perf_counter()
+                    ips = win_n / max(1e-9, now - win_t)
+                    win_t, win_n = now, 0
+                    self._emit("on_step", {
+                        "kind": "step", "step": self.step, "epoch": self.epoch + 1, "loss": lv,
+                        "acc": correct.item() / n, "lr": lr, "ips": ips,
+                        "t": now - t_start - self._t_paused, "wall": time.time()})
+            self.epoch += 1
+            self._train_s = time.perf_counter() - t_start - self._t_paused - self.elapsed_before
+            tl = (ep_loss / max(1, ep_n)).item()
+            if not math.isfinite(tl):
+                self._event("diverged", value=str(tl))
+                return "diverged", f"training diverged: the epoch's mean loss is {tl} (epoch {self.epoch}); lower the learning rate"
+            vl, va, _ = evaluate(model, x_all[self.splits.val_idx], y_all[self.splits.val_idx], dev,
+                                 cfg.eval_batch_size, cfg.channels_last)
+            improved = self.best_val_acc is None or va > self.best_val_acc
+            if improved:
+                self.best_val_acc, self.best_epoch = va, self.epoch
+            rec = {"kind": "epoch", "epoch": self.epoch, "step": self.step, "train_loss": tl,
+                   "train_acc": ep_correct.item() / max(1, ep_n), "val_loss": vl, "val_acc": va,
+                   "lr": self.current_lr(), "best": improved,
+                   "t": time.perf_counter() - t_start - self._t_paused, "wall": time.time()}
+            self._emit("on_epoch", rec, self)
+        return "done", ""
+
+
+def train_preset(name: str, mnist: D.Mnist | None = None, sink: Any = None, control: Control | None = None,
+                 **overrides: Any) -> tuple[TrainResult, Trainer]:
+    """Convenience: train a preset with recipe overrides (data overrides under 'data')."""
+    from .models import get_preset
+
+    p = get_preset(name)
+    recipe = dict(p.recipe)
+    data = {**recipe.pop("data", {}), **(overrides.pop("data", None) or {})}
+    cfg = TrainConfig.from_dict({**recipe, "data": data}, **overrides)
+    mnist = mnist if mnist is not None else D.load_mnist()
+    trainer = Trainer(p.spec, cfg, mnist, control=control, sink=sink)
+    return trainer.run(), trainer

@@ -1,0 +1,510 @@
+"""Architectures as data: layer specs, their validation, the builder, summaries and the preset registry."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from collections import OrderedDict
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from .errors import SpecError
+
+IN_SHAPE = (1, 28, 28)
+N_CLASSES = 10
+MAX_PARAMS = 20_000_000  # refuse bigger nets before building: they would not train on a laptop CPU
+MAX_ACT_BYTES = 256 * 1024 * 1024  # activation memory per batch of 64 images (forward, float32)
+MAX_LAYERS = 200
+MAX_CHANNELS = 4096
+
+# type -> {key: (kind, default, lo, hi)}; kind "int" | "float" | "bool"
+_LAYER_KEYS: dict[str, dict[str, tuple]] = {
+    "conv": {
+        "out": ("int", None, 1, MAX_CHANNELS),
+        "k": ("int", 3, 1, 28),
+        "stride": ("int", 1, 1, 28),
+        "pad": ("int", 0, 0, 14),
+        "bias": ("bool", True, None, None),
+    },
+    "bn": {},
+    "relu": {},
+    "dropout": {"p": ("float", 0.1, 0.0, 0.99)},
+    "maxpool": {"k": ("int", 2, 1, 28), "stride": ("int", None, 1, 28), "pad": ("int", 0, 0, 14)},
+    "avgpool": {"k": ("int", 2, 1, 28), "stride": ("int", None, 1, 28), "pad": ("int", 0, 0, 14)},
+    "gap": {},
+    "flatten": {},
+    "linear": {"out": ("int", None, 1, 1_000_000), "in": ("int", None, 1, 100_000_000), "bias": ("bool", True, None, None)},
+    "inception": {
+        "b1": ("int", 8, 0, MAX_CHANNELS),
+        "b3r": ("int", 8, 1, MAX_CHANNELS),
+        "b3": ("int", 16, 0, MAX_CHANNELS),
+        "b5r": ("int", 4, 1, MAX_CHANNELS),
+        "b5": ("int", 8, 0, MAX_CHANNELS),
+        "pool": ("int", 8, 0, MAX_CHANNELS),
+    },
+    "logsoftmax": {},
+}
+LAYER_TYPES = tuple(_LAYER_KEYS)
+_ALIASES = {"batchnorm": "bn", "pool": "maxpool", "fc": "linear", "dense": "linear",
+            "globalavgpool": "gap", "global_avg_pool": "gap", "conv1x1": "conv"}
+
+
+@dataclass
+class LayerInfo:
+    """One row of a model summary."""
+
+    index: int
+    type: str
+    name: str
+    in_shape: tuple
+    out_shape: tuple
+    params: int
+    rf: int | None  # receptive field in input pixels (None once the map is flattened)
+    macs: int  # multiply-accumulates per image
+    detail: str = ""
+
+
+@dataclass
+class Summary:
+    rows: list[LayerInfo]
+    total_params: int
+    total_macs: int
+    act_bytes_per_image: int
+    out_shape: tuple
+
+    def table(self) -> list[dict]:
+        """Rows as plain dicts (for a DataFrame or JSON)."""
+        return [
+            {"#": r.index, "layer": r.type, "detail": r.detail, "output": "x".join(map(str, r.out_shape)),
+             "params": r.params, "receptive field": r.rf if r.rf is not None else "-"}
+            for r in self.rows
+        ]
+
+
+def _fmt(shape: tuple) -> str:
+    return "x".join(str(s) for s in shape)
+
+
+def _normalize_layer(i: int, layer: Any) -> dict:
+    """Check keys and value types of one layer dict; return it with defaults filled."""
+    if not isinstance(layer, dict):
+        raise SpecError(f"layer {i}: must be a dict like {{'type': 'conv', 'out': 16}}, got {type(layer).__name__}")
+    t = str(layer.get("type", "")).strip().lower()
+    t = _ALIASES.get(t, t)
+    if t not in _LAYER_KEYS:
+        raise SpecError(f"layer {i}: unknown type {layer.get('type')!r}; known: {', '.join(LAYER_TYPES)}")
+    keys = _LAYER_KEYS[t]
+    extra = set(layer) - set(keys) - {"type"}
+    if extra:
+        raise SpecError(f"layer {i} ({t}): unknown option(s) {sorted(extra)}; allowed: {sorted(keys) or 'none'}")
+    out: dict = {"type": t}
+    if layer.get("type") == "conv1x1":
+        out["k"] = 1
+    for key, (kind, default, lo, hi) in keys.items():
+        v = layer.get(key, out.get(key, default))
+        if v is None:
+            if default is None and key in ("out",):
+                raise SpecError(f"layer {i} ({t}): '{key}' is required")
+            out[key] = None
+            continue
+        if kind == "bool":
+            if not isinstance(v, bool):
+                raise SpecError(f"layer {i} ({t}): '{key}' must be true or false, got {v!r}")
+        elif kind == "int":
+            if isinstance(v, bool) or not isinstance(v, int):
+                if isinstance(v, float) and v.is_integer():
+                    v = int(v)
+                else:
+                    raise SpecError(f"layer {i} ({t}): '{key}' must be an integer, got {v!r}")
+            if not lo <= v <= hi:
+                raise SpecError(f"layer {i} ({t}): '{key}' must be between {lo} and {hi}, got {v}")
+        else:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise SpecError(f"layer {i} ({t}): '{key}' must be a number, got {v!r}")
+            if not lo <= v <= hi:
+                raise SpecError(f"layer {i} ({t}): '{key}' must be between {lo} and {hi}, got {v}")
+            v = float(v)
+        out[key] = v
+    return out
+
+
+def _pool_out(size: int, k: int, s: int, p: int) -> int:
+    return (size + 2 * p - k) // s + 1
+
+
+def validate_spec(spec: Any, in_shape: tuple = IN_SHAPE) -> Summary:
+    """Check a layer spec end to end without building it; raise SpecError naming the layer and shapes."""
+    if isinstance(spec, dict) and "layers" in spec:
+        spec = spec["layers"]
+    if not isinstance(spec, list) or not spec:
+        raise SpecError("the architecture is empty: add layers, e.g. conv, relu, maxpool, flatten, linear(10)")
+    if len(spec) > MAX_LAYERS:
+        raise SpecError(f"{len(spec)} layers is more than the limit of {MAX_LAYERS}")
+    shape: tuple = tuple(in_shape)
+    rf, jump = 1, 1
+    rows: list[LayerInfo] = []
+    total_params = total_macs = 0
+    act = 4 * math.prod(shape)
+    for i, raw in enumerate(spec):
+        L = _normalize_layer(i, raw)
+        t = L["type"]
+        where = f"layer {i} ({t})"
+        params = macs = 0
+        detail = ""
+        spatial = len(shape) == 3
+        if t in ("conv", "maxpool", "avgpool", "inception", "bn", "gap") and not spatial:
+            raise SpecError(f"{where}: needs a CxHxW feature map but gets a flat vector of {shape[0]} "
+                            "(it comes after flatten/linear; move it before them)")
+        if t == "conv":
+            c, h, w = shape
+            k, s, p = L["k"], L["stride"], L["pad"]
+            if h + 2 * p < k or w + 2 * p < k:
+                raise SpecError(f"{where}: kernel {k}x{k} does not fit the {_fmt(shape)} input "
+                                f"(padding {p}); use a smaller kernel, more padding, or fewer pools before it")
+            oh, ow = _pool_out(h, k, s, p), _pool_out(w, k, s, p)
+            params = c * L["out"] * k * k + (L["out"] if L["bias"] else 0)
+            macs = c * L["out"] * k * k * oh * ow
+            rf, jump = rf + (k - 1) * jump, jump * s
+            shape = (L["out"], oh, ow)
+            detail = f"{c}→{L['out']}, k{k}" + (f" s{s}" if s != 1 else "") + (f" p{p}" if p else "")
+        elif t in ("maxpool", "avgpool"):
+            c, h, w = shape
+            k, p = L["k"], L["pad"]
+            s = L["stride"] or k
+            if p * 2 > k:
+                raise SpecError(f"{where}: padding {p} must be at most half the kernel {k}")
+            if h + 2 * p < k or w + 2 * p < k:
+                raise SpecError(f"{where}: pooling {k}x{k} on a {_fmt(shape)} input would give an empty "
+                                f"(0x0) map; remove this pool or an earlier one")
+            shape = (c, _pool_out(h, k, s, p), _pool_out(w, k, s, p))
+            rf, jump = rf + (k - 1) * jump, jump * s
+            detail = f"k{k}" + (f" s{s}" if s != k else "")
+        elif t == "inception":
+            c, h, w = shape
+            if h < 5 and w < 5 and L["b5"]:
+                pass  # 5x5 branch is padded, fits any size
+            outs = L["b1"] + L["b3"] + L["b5"] + L["pool"]
+            if outs == 0:
+                raise SpecError(f"{where}: all branches have 0 channels")
+            params = (c * L["b1"] + L["b1"] if L["b1"] else 0)
+            params += (c * L["b3r"] + L["b3r"] + L["b3r"] * L["b3"] * 9 + L["b3"]) if L["b3"] else 0
+            params += (c * L["b5r"] + L["b5r"] + L["b5r"] * L["b5"] * 25 + L["b5"]) if L["b5"] else 0
+            params += (c * L["pool"] + L["pool"]) if L["pool"] else 0
+            macs = (params) * h * w  # each weight is used once per output position
+            rf = rf + (4 if L["b5"] else 2) * jump
+            shape = (outs, h, w)
+            detail = f"{c}→{outs} (1x1 {L['b1']}, 3x3 {L['b3']}, 5x5 {L['b5']}, pool {L['pool']})"
+        elif t == "bn":
+            params = 2 * shape[0]
+            detail = f"{shape[0]}"
+        elif t == "gap":
+            c, h, w = shape
+            rf = rf + (max(h, w) - 1) * jump
+            shape = (c, 1, 1)
+        elif t == "flatten":
+            shape = (math.prod(shape),)
+            rf = None
+        elif t == "linear":
+            if spatial:
+                raise SpecError(f"{where}: gets a {_fmt(shape)} feature map; add a flatten (or gap) before it")
+            fin = shape[0]
+            if L["in"] is not None and L["in"] != fin:
+                raise SpecError(f"{where}: declares in={L['in']} but the previous layer gives {fin} features "
+                                f"(shape {_fmt(shape)}); use in={fin} or drop 'in'")
+            params = fin * L["out"] + (L["out"] if L["bias"] else 0)
+            macs = fin * L["out"]
+            shape = (L["out"],)
+            detail = f"{fin}→{L['out']}"
+        elif t == "dropout":
+            detail = f"p={L['p']:g}"
+        total_params += params
+        total_macs += macs
+        act += 4 * math.prod(shape)
+        if total_params > MAX_PARAMS:
+            raise SpecError(f"{where}: the model has {total_params:,} parameters so far, over the limit of "
+                            f"{MAX_PARAMS:,}; use fewer channels or units")
+        rows.append(LayerInfo(i, t, f"{i}_{t}", tuple(rows[-1].out_shape) if rows else tuple(in_shape), shape,
+                              params, rf if rf is not None else None, macs, detail))
+    if act * 64 > MAX_ACT_BYTES:
+        raise SpecError(f"activations need {act * 64 / 2**20:.0f} MiB for a batch of 64, over the limit of "
+                        f"{MAX_ACT_BYTES // 2**20} MiB; use fewer channels or pool earlier")
+    if shape != (N_CLASSES,):
+        raise SpecError(f"the last layer outputs {_fmt(shape)}, but the classifier needs exactly {N_CLASSES} "
+                        "outputs: end with flatten and linear(out=10) (or a 10-channel 1x1 map and flatten)")
+    return Summary(rows, total_params, total_macs, act, shape)
+
+
+class Inception(nn.Module):
+    """GoogLeNet-style block: 1x1, 1x1→3x3, 1x1→5x5 and pool→1x1 branches, concatenated."""
+
+    def __init__(self, cin: int, b1: int, b3r: int, b3: int, b5r: int, b5: int, pool: int):
+        super().__init__()
+        relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
+        self.b1 = nn.Sequential(nn.Conv2d(cin, b1, 1), relu()) if b1 else None
+        self.b3 = nn.Sequential(nn.Conv2d(cin, b3r, 1), relu(), nn.Conv2d(b3r, b3, 3, padding=1), relu()) if b3 else None
+        self.b5 = nn.Sequential(nn.Conv2d(cin, b5r, 1), relu(), nn.Conv2d(b5r, b5, 5, padding=2), relu()) if b5 else None
+        self.pool = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(cin, pool, 1), relu()) if pool else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([b(x) for b in (self.b1, self.b3, self.b5, self.pool) if b is not None], 1)
+
+
+def build_model(spec: Any) -> nn.Sequential:
+    """Validate then build an nn.Sequential with children named '<index>_<type>'."""
+    summary = validate_spec(spec)
+    layers = spec["layers"] if isinstance(spec, dict) else spec
+    mods: OrderedDict[str, nn.Module] = OrderedDict()
+    for i, (raw, row) in enumerate(zip(layers, summary.rows)):
+        L = _normalize_layer(i, raw)
+        t, cin = L["type"], row.in_shape[0]
+        if t == "conv":
+            m: nn.Module = nn.Conv2d(cin, L["out"], L["k"], L["stride"], L["pad"], bias=L["bias"])
+        elif t == "bn":
+            m = nn.BatchNorm2d(cin)
+        elif t == "relu":
+            m = nn.ReLU(inplace=True)
+        elif t == "dropout":
+            m = nn.Dropout(L["p"])
+        elif t == "maxpool":
+            m = nn.MaxPool2d(L["k"], L["stride"] or L["k"], L["pad"])
+        elif t == "avgpool":
+            m = nn.AvgPool2d(L["k"], L["stride"] or L["k"], L["pad"])
+        elif t == "gap":
+            m = nn.AdaptiveAvgPool2d(1)
+        elif t == "flatten":
+            m = nn.Flatten()
+        elif t == "linear":
+            m = nn.Linear(cin, L["out"], bias=L["bias"])
+        elif t == "inception":
+            m = Inception(cin, L["b1"], L["b3r"], L["b3"], L["b5r"], L["b5"], L["pool"])
+        else:  # logsoftmax
+            m = nn.LogSoftmax(dim=1)
+        mods[row.name] = m
+    return nn.Sequential(mods)
+
+
+def summarize(spec: Any) -> Summary:
+    """Per-layer output shape, parameters and receptive field, plus totals."""
+    return validate_spec(spec)
+
+
+def parse_spec_text(text: str) -> list[dict]:
+    """Parse a user's layer text: JSON (a list of dicts) or one layer per line, `conv out=16 k=3`.
+
+    Never evaluates code: values are parsed as JSON scalars (numbers, true/false) only.
+    """
+    text = (text or "").strip()
+    if not text:
+        raise SpecError("the architecture is empty: add layers, e.g. conv out=16 k=3")
+    if text.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        if not isinstance(data, list):
+            raise SpecError("JSON architecture must be a list of layer objects")
+        return data
+    layers = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.replace(",", " ").split()
+        layer: dict = {"type": parts[0]}
+        for p in parts[1:]:
+            if "=" not in p:
+                raise SpecError(f"line {n}: expected key=value, got {p!r} (e.g. conv out=16 k=3)")
+            k, v = p.split("=", 1)
+            try:
+                val = json.loads(v.lower() if v.lower() in ("true", "false") else v)
+            except json.JSONDecodeError:
+                raise SpecError(f"line {n}: value of {k!r} must be a number or true/false, got {v!r}") from None
+            if not isinstance(val, (int, float, bool)):
+                raise SpecError(f"line {n}: value of {k!r} must be a number or true/false, got {v!r}")
+            layer[k.strip()] = val
+        layers.append(layer)
+    return layers
+
+
+def spec_to_text(spec: list[dict]) -> str:
+    """The line format of parse_spec_text, for editing."""
+    lines = []
+    for L in spec:
+        opts = " ".join(f"{k}={json.dumps(v)}" for k, v in L.items() if k != "type")
+        lines.append(f"{L['type']} {opts}".strip())
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- presets
+
+@dataclass
+class Preset:
+    """A named architecture with its own training recipe and its source's reported result."""
+
+    name: str
+    title: str
+    description: str
+    spec: list[dict]
+    recipe: dict  # TrainConfig fields (engine.TrainConfig.from_dict)
+    reported: str
+    source: str = ""
+    reported_test_acc: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def params(self) -> int:
+        return validate_spec(self.spec).total_params
+
+
+PRESETS: dict[str, Callable[[], Preset]] = {}
+
+
+def register_preset(fn: Callable[[], Preset]) -> Callable[[], Preset]:
+    """Decorator: register a preset builder under the preset's name."""
+    name = fn().name
+    if name in PRESETS:
+        raise ValueError(f"preset {name!r} registered twice")
+    PRESETS[name] = fn
+    return fn
+
+
+def get_preset(name: str) -> Preset:
+    """Look up a preset by name (a fresh copy); fails loudly on an unknown name."""
+    if name not in PRESETS:
+        raise SpecError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return copy.deepcopy(PRESETS[name]())
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def _conv(out: int, k: int = 3, pad: int = 0, bias: bool = True, stride: int = 1) -> dict:
+    d = {"type": "conv", "out": out, "k": k}
+    if pad:
+        d["pad"] = pad
+    if stride != 1:
+        d["stride"] = stride
+    if not bias:
+        d["bias"] = False
+    return d
+
+
+R, MP, FL = {"type": "relu"}, {"type": "maxpool", "k": 2}, {"type": "flatten"}
+
+
+def _lin(out: int) -> dict:
+    return {"type": "linear", "out": out}
+
+
+def _cbr(out: int, k: int = 3, pad: int = 0, drop: float | None = None) -> list[dict]:
+    """conv (no bias) -> BN -> ReLU [-> dropout]: seed 001's block."""
+    block = [_conv(out, k, pad, bias=False), {"type": "bn"}, R]
+    return block + ([{"type": "dropout", "p": drop}] if drop else [])
+
+
+@register_preset
+def seed000() -> Preset:
+    return Preset(
+        "seed000", "Seed 000 · CNN with an inception block",
+        "Creating-a-CNN-architecture-from-scratch: conv → inception block → convs → max-pool → fully "
+        "connected. Its README gives no sizes; this is a small design faithful to that order.",
+        [_conv(16, 3, 1), R,
+         {"type": "inception", "b1": 8, "b3r": 8, "b3": 16, "b5r": 4, "b5": 8, "pool": 8}, MP,
+         _conv(32), R, _conv(32), R, MP, FL, _lin(128), R, _lin(10)],
+        {"optimizer": "adam", "lr": 1e-3, "batch_size": 60, "epochs": 20, "scheduler": "none"},
+        "≈98% average train/validation accuracy over 20 epochs (batch 60)",
+        source="seeds/000", reported_test_acc=0.98,
+        notes=["README names no layer sizes or optimizer: Adam lr 1e-3 chosen."],
+    )
+
+
+@register_preset
+def seed001() -> Preset:
+    return Preset(
+        "seed001", "Seed 001 · 19.9k-parameter BN/dropout net",
+        "MNIST Classification using CNNs (ERA session 6): conv-BN-ReLU-dropout blocks, two max-pools with "
+        "1x1 channel reductions, an output convolution and log-softmax, under 20k parameters.",
+        [*_cbr(16, drop=0.1), *_cbr(24, drop=0.1), MP, *_cbr(16, 1),
+         *_cbr(24, 3, 1, 0.1), *_cbr(20, drop=0.1), MP, *_cbr(16, 1),
+         *_cbr(32, drop=0.1), _conv(10, 3, bias=False), FL, {"type": "logsoftmax"}],
+        {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "scheduler": "step", "step_size": 15,
+         "gamma": 0.1, "batch_size": 128, "epochs": 20,
+         "data": {"augment": True, "aug_strength": 1.0}},
+        "99.52% test accuracy after 20 epochs (19,865 parameters)",
+        source="seeds/001", reported_test_acc=0.9952,
+        notes=["Channel widths (16, 24, 1x1→16, 24, 20, 1x1→16, 32, 10) follow the layer table and give 19,864 "
+               "parameters, one off the reported 19,865.",
+               "Batch size is not in the README: 128 assumed."],
+    )
+
+
+@register_preset
+def seed002() -> Preset:
+    return Preset(
+        "seed002", "Seed 002 · 30,840-parameter two-conv net",
+        "MNIST-classification-using-CNN: conv 1→10 (k5, p1), max-pool, conv 10→20 (k5, p1), max-pool, "
+        "fc 500→50, fc 50→10, trained on an 18k-image subset.",
+        [_conv(10, 5, 1), MP, R, _conv(20, 5, 1), MP, R, FL, _lin(50), R, _lin(10)],
+        {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 10, "data": {"subset": 18000}},
+        "≈98% test accuracy on the 18k subset (>99% expected with the full 60k)",
+        source="seeds/002", reported_test_acc=0.98,
+        notes=["Optimizer not in the README: Adam lr 1e-3 (the course's default)."],
+    )
+
+
+@register_preset
+def seed002_1conv() -> Preset:
+    return Preset(
+        "seed002_1conv", "Seed 002 ablation · one conv layer",
+        "Seed 002's suggested experiment: conv2 removed (conv 1→10, max-pool, fc 1690→50, fc 50→10).",
+        [_conv(10, 5, 1), MP, R, FL, _lin(50), R, _lin(10)],
+        {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 10, "data": {"subset": 18000}},
+        "README: compare with the two-conv net; slightly lower accuracy expected",
+        source="seeds/002",
+    )
+
+
+@register_preset
+def seed003() -> Preset:
+    return Preset(
+        "seed003", "Seed 003 · 593,200-parameter VGG-style net",
+        "MNIST Digit Classification (ERA V1): conv 32, 64, pool, conv 128, 256, pool, fc 4096→50→10.",
+        [_conv(32), R, _conv(64), R, MP, _conv(128), R, _conv(256), R, MP, FL, _lin(50), R, _lin(10)],
+        {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "scheduler": "step", "step_size": 15,
+         "gamma": 0.1, "batch_size": 64, "epochs": 20},
+        "High test accuracy (README gives no figure; ≈99.3% typical)",
+        source="seeds/003",
+    )
+
+
+@register_preset
+def seed004() -> Preset:
+    return Preset(
+        "seed004", "Seed 004 · classic two-conv CNN",
+        "Convolutional Neural Network on MNIST: conv 1→32 3x3 + pool, conv 32→64 3x3 + pool, fc 128, fc 10.",
+        [_conv(32, 3, 1), R, MP, _conv(64, 3, 1), R, MP, FL, _lin(128), R, _lin(10)],
+        {"optimizer": "adam", "lr": 1e-3, "batch_size": 64, "epochs": 5},
+        "98.9% test accuracy after 5 epochs (train 99.7%, validation 99.1%)",
+        source="seeds/004", reported_test_acc=0.989,
+        notes=["Padding 1 ('same') assumed: the README does not say."],
+    )
+
+
+@register_preset
+def fast() -> Preset:
+    return Preset(
+        "fast", "Fast · 99% in one CPU epoch",
+        "The lab's own design for a 2-core CPU: BN conv stack, large batch, one-cycle LR, channels_last.",
+        [_conv(32, 3, 1, bias=False), {"type": "bn"}, R, MP,
+         _conv(64, 3, 1, bias=False), {"type": "bn"}, R, MP,
+         _conv(96, 3, 0, bias=False), {"type": "bn"}, R, MP, FL, _lin(10)],
+        {"optimizer": "sgd", "lr": 0.2, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+         "scheduler": "onecycle", "batch_size": 256, "epochs": 1, "label_smoothing": 0.0,
+         "channels_last": True},
+        "≥99.0% test accuracy in one epoch",
+        source="cnnlab", reported_test_acc=0.99,
+    )

@@ -1,0 +1,97 @@
+"""The sink that makes a training run durable: metrics, events, checkpoints and results into the run store."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import __version__
+from .engine import TrainConfig, TrainResult, Trainer
+from .models import summarize
+from .runs import RunHandle, RunStore
+
+FLUSH_EVERY_S = 0.5  # a kill loses at most this much of the step curve
+
+
+def run_config(preset: str, spec: list[dict], cfg: TrainConfig, *, parent: dict | None = None,
+               source: str = "app", title: str = "") -> dict:
+    """The immutable config.json of a run: architecture, recipe, data options, parent."""
+    return {
+        "preset": preset,
+        "title": title,
+        "spec": spec,
+        "recipe": cfg.to_dict(),
+        "params": summarize(spec).total_params,
+        "parent": parent,
+        "source": source,
+        "cnnlab_version": __version__,
+    }
+
+
+def create_run(store: RunStore, preset: str, spec: list[dict], cfg: TrainConfig, *, name: str | None = None,
+               parent: dict | None = None, source: str = "app", run_id: str | None = None) -> RunHandle:
+    """Validate and create a run folder (status queued)."""
+    cfg.validate()
+    return store.create(run_config(preset, spec, cfg, parent=parent, source=source), name=name, run_id=run_id)
+
+
+class RunRecorder:
+    """Engine sink writing to a RunHandle; forwards every record to `forward` (e.g. a live job view)."""
+
+    def __init__(self, run: RunHandle, forward: Any = None):
+        self.run = run
+        self.forward = forward
+        self._buf: list[dict] = []
+        self._last_flush = time.monotonic()
+
+    def _fwd(self, method: str, *args: Any) -> None:
+        fn = getattr(self.forward, method, None)
+        if fn is not None:
+            fn(*args)
+
+    def flush(self) -> None:
+        if self._buf:
+            self.run.append_metrics(self._buf)
+            self._buf = []
+        self._last_flush = time.monotonic()
+
+    def on_start(self, trainer: Trainer) -> None:
+        self.run.write_status(status="running", message="", epoch=trainer.epoch, step=trainer.step,
+                              epochs_planned=trainer.cfg.epochs, steps_per_epoch=trainer.steps_per_epoch)
+
+    def on_step(self, rec: dict) -> None:
+        self._buf.append(rec)
+        if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
+            self.flush()
+        self._fwd("on_step", rec)
+
+    def on_event(self, rec: dict) -> None:
+        self.flush()
+        self.run.append_event(rec)
+        if rec.get("event") in ("pause", "resume"):
+            self.run.write_status(status="paused" if rec["event"] == "pause" else "running")
+        self._fwd("on_event", rec)
+
+    def on_epoch(self, rec: dict, trainer: Trainer) -> None:
+        self.flush()
+        self.run.append_metrics([rec])
+        self.run.save_checkpoint(trainer.checkpoint_state(), "last")
+        if rec.get("best"):
+            self.run.save_checkpoint({"model": trainer.weights_copy(), "epoch": rec["epoch"],
+                                      "val_acc": rec["val_acc"]}, "best")
+        self.run.write_status(epoch=rec["epoch"], step=rec["step"], best_val_acc=trainer.best_val_acc,
+                              best_epoch=trainer.best_epoch, train_s=rec["t"])
+        self._fwd("on_epoch", rec, trainer)
+
+    def on_end(self, result: TrainResult, trainer: Trainer) -> None:
+        self.flush()
+        if result.status == "done":
+            self.run.write_result({
+                "test_acc": result.test_acc, "test_loss": result.test_loss, "confusion": result.confusion,
+                "per_class_acc": result.per_class_acc, "wall_s": result.wall_s, "train_s": result.train_s,
+                "best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch,
+            })
+        self.run.write_status(status=result.status, message=result.message, traceback=result.traceback,
+                              epoch=result.epochs_done, step=result.step, best_val_acc=result.best_val_acc,
+                              test_acc=result.test_acc, wall_s=result.wall_s, train_s=result.train_s)
+        self._fwd("on_end", result, trainer)
