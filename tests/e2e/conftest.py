@@ -1,0 +1,73 @@
+"""Pytest fixtures for the real-browser tests: playwright, one chromium, a fresh page per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .harness import (
+    VIEWPORT,
+    StreamlitServer,
+    attach_error_collectors,
+    browser_unavailable_reason,
+    launch_browser,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _require_browser() -> None:
+    reason = browser_unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CNNLAB_REQUIRE_BROWSER"):
+        pytest.fail(f"CNNLAB_REQUIRE_BROWSER is set but {reason}", pytrace=False)
+    pytest.skip(f"real-browser test skipped: {reason}")
+
+
+@pytest.fixture(scope="session")
+def playwright_instance() -> Iterator[object]:
+    """One playwright driver for the session."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: object) -> Iterator[object]:
+    """One headless chromium for the session."""
+    b = launch_browser(playwright_instance)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    """A fresh context and page; `page.errors` collects page errors and console errors."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(30_000)
+    pg = context.new_page()
+    attach_error_collectors(pg)
+    yield pg
+    context.close()
+
+
+@pytest.fixture
+def streamlit_server() -> Iterator[Callable[..., StreamlitServer]]:
+    """Factory: `streamlit_server(app_path, env=...)` starts a server, stopped after the test."""
+    started: list[StreamlitServer] = []
+
+    def start(app_path: str | os.PathLike, env: dict | None = None, cwd=REPO_ROOT, **kw) -> StreamlitServer:
+        server = StreamlitServer(app_path, env=env, cwd=cwd, **kw)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()

@@ -1,0 +1,183 @@
+"""Training loop: validation of hyperparameters, schedules, determinism, divergence, control, live changes."""
+
+import math
+import threading
+import time
+
+import pytest
+import torch
+
+from cnnlab import engine as E
+from cnnlab.data import DataConfig
+from cnnlab.errors import ConfigError
+from cnnlab.models import get_preset
+
+SMALL = get_preset("seed002").spec
+
+
+class Collect:
+    def __init__(self):
+        self.steps, self.epochs, self.events, self.end = [], [], [], None
+
+    def on_step(self, rec):
+        self.steps.append(rec)
+
+    def on_epoch(self, rec, trainer):
+        self.epochs.append(rec)
+
+    def on_event(self, rec):
+        self.events.append(rec)
+
+    def on_end(self, result, trainer):
+        self.end = result
+
+
+def cfg(**kw):
+    data = kw.pop("data", {})
+    return E.TrainConfig.from_dict({"optimizer": "adam", "lr": 1e-3, "batch_size": 64, "epochs": 1,
+                                    "data": {"subset": 640, "val_size": 500, **data}, **kw})
+
+
+@pytest.mark.parametrize("field,value", [
+    ("lr", 0), ("lr", -0.1), ("lr", float("nan")), ("lr", "fast"), ("lr", 100),
+    ("batch_size", 0), ("batch_size", -1), ("batch_size", 2.5), ("epochs", 0), ("epochs", True),
+    ("optimizer", "rmsprop"), ("scheduler", "linear"), ("momentum", 1.5), ("weight_decay", -1),
+    ("label_smoothing", 0.9), ("gamma", 0), ("step_size", 0), ("seed", -1), ("device", "tpu"),
+])
+def test_wrong_hyperparameters_fail_before_training_naming_the_field(field, value):
+    with pytest.raises(ConfigError) as err:
+        cfg(**{field: value}).validate()
+    assert err.value.field == field
+    assert field in str(err.value)
+
+
+def test_unknown_option_and_batch_larger_than_data_are_refused():
+    with pytest.raises(ConfigError) as err:
+        E.TrainConfig.from_dict({"learning_rate": 0.1})
+    assert err.value.field == "learning_rate"
+    with pytest.raises(ConfigError, match="larger than the 640 training images"):
+        cfg(batch_size=1000).validate()
+    with pytest.raises(ConfigError, match="data.flip"):
+        E.TrainConfig.from_dict({"data": {"flip": True}})
+
+
+@pytest.mark.parametrize("name", ["step", "onecycle", "cosine"])
+def test_schedules_match_torch_schedulers(name):
+    c = cfg(scheduler=name, epochs=4, step_size=2, gamma=0.5, lr=0.1)
+    spe, total = 10, 40
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    if name == "step":
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    elif name == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=total, pct_start=c.pct_start,
+                                                    cycle_momentum=False)
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    for step in range(total):
+        epoch = step // spe
+        ours = 0.1 * E.schedule_factor(c, step, epoch, total)
+        assert math.isclose(ours, opt.param_groups[0]["lr"], rel_tol=1e-6, abs_tol=1e-12), (step, ours)
+        opt.step()
+        if name == "step":
+            if (step + 1) % spe == 0:
+                sched.step()
+        else:
+            sched.step()
+
+
+def test_same_seed_same_curves_and_a_real_model_learns(mnist):
+    a, b = Collect(), Collect()
+    ra = E.Trainer(SMALL, cfg(seed=7), mnist, sink=a).run()
+    E.Trainer(SMALL, cfg(seed=7), mnist, sink=b).run()
+    assert [s["loss"] for s in a.steps] == [s["loss"] for s in b.steps]
+    assert ra.status == "done" and ra.test_acc > 0.25  # 640 images, 10 steps: well above chance (0.1)
+    losses = [s["loss"] for s in a.steps]
+    assert sum(losses[-3:]) < sum(losses[:3])
+    assert len(a.steps) == 10 and a.epochs[0]["val_acc"] > 0.25
+    assert sum(map(sum, ra.confusion)) == 10000 and len(ra.per_class_acc) == 10
+    c = Collect()
+    E.Trainer(SMALL, cfg(seed=8), mnist, sink=c).run()
+    assert [s["loss"] for s in c.steps] != [s["loss"] for s in a.steps]
+
+
+def test_step_records_carry_loss_accuracy_lr_and_throughput(mnist):
+    col = Collect()
+    E.Trainer(SMALL, cfg(scheduler="onecycle", lr=0.01), mnist, sink=col).run()
+    rec = col.steps[3]
+    assert {"loss", "acc", "lr", "ips", "step", "epoch", "t"} <= set(rec)
+    assert rec["ips"] > 0 and 0 <= rec["acc"] <= 1
+    lrs = [s["lr"] for s in col.steps]
+    assert max(lrs) <= 0.01 + 1e-9 and lrs[0] < lrs[3]  # one-cycle warms up
+
+
+def test_huge_lr_diverges_with_a_message(mnist):
+    col = Collect()
+    spec = get_preset("seed004").spec  # (seed002 at this LR dies quietly: all ReLUs off, loss flat)
+    r = E.Trainer(spec, cfg(optimizer="sgd", lr=10.0, momentum=0.9, epochs=2), mnist, sink=col).run()
+    assert r.status == "diverged"
+    assert "lower the learning rate" in r.message and "step" in r.message
+    assert col.events[-1]["event"] == "diverged"
+
+
+def test_log_softmax_net_and_label_smoothing_train(mnist):
+    spec = get_preset("seed001").spec
+    r = E.Trainer(spec, cfg(optimizer="sgd", lr=0.05, label_smoothing=0.1, data={"augment": True}), mnist).run()
+    assert r.status == "done" and math.isfinite(r.test_loss)
+
+
+def test_stop_pause_and_live_lr_between_steps(mnist):
+    col = Collect()
+    control = E.Control()
+    trainer = E.Trainer(SMALL, cfg(epochs=50, data={"subset": 2000}), mnist, control=control, sink=col)
+    th = threading.Thread(target=trainer.run, daemon=True)
+    th.start()
+    while len(col.steps) < 3:
+        time.sleep(0.01)
+    control.pause_event.set()
+    time.sleep(0.3)
+    frozen = trainer.step
+    time.sleep(0.4)
+    assert trainer.step == frozen
+    trainer.live.set(lr=0.005)
+    control.pause_event.clear()
+    while trainer.step < frozen + 2:
+        time.sleep(0.01)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.005)
+    sets = [e for e in col.events if e["event"] == "set"]
+    assert sets and sets[0]["field"] == "lr" and sets[0]["old"] == pytest.approx(1e-3) and sets[0]["new"] == 0.005
+    assert sets[0]["step"] == frozen
+    t0 = time.perf_counter()
+    control.stop_event.set()
+    th.join(5)
+    assert not th.is_alive() and time.perf_counter() - t0 < 1.0
+    assert col.end.status == "stopped"
+    assert [e["event"] for e in col.events][:2] == ["pause", "resume"]
+
+
+def test_live_lr_rescales_the_schedule(mnist):
+    trainer = E.Trainer(SMALL, cfg(scheduler="step", step_size=1, gamma=0.5, epochs=2, lr=0.01), mnist)
+    trainer.live.set(lr=0.02)
+    trainer._apply_live()
+    assert trainer.current_lr() == pytest.approx(0.02)
+    trainer.epoch = 1  # a later StepLR drop still applies, relative to the user's value
+    assert trainer.current_lr() == pytest.approx(0.01)
+    with pytest.raises(ConfigError):
+        trainer.live.set(lr=-1)
+    with pytest.raises(ConfigError):
+        trainer.live.set(batch_size=3)
+
+
+def test_evaluate_restores_training_mode(mnist):
+    from cnnlab.models import build_model
+
+    model = build_model(SMALL).train()
+    loss, acc, preds = E.evaluate(model, mnist.test_x[:200], mnist.test_y[:200], torch.device("cpu"))
+    assert model.training and preds.shape == (200,) and 0 <= acc <= 1
+
+
+def test_device_defaults_to_cpu_here():
+    from cnnlab.settings import pick_device
+
+    assert pick_device("auto").type in ("cuda", "mps", "cpu")
+    assert pick_device("cpu").type == "cpu"

@@ -1,0 +1,119 @@
+"""Architectures: every registered preset is tested by being registered; misfit specs fail clearly."""
+
+import pytest
+import torch
+import torchinfo
+
+from cnnlab import models as M
+from cnnlab.errors import SpecError
+
+
+@pytest.mark.parametrize("name", M.preset_names())
+def test_every_preset_builds_trains_a_step_and_matches_its_summary(name):
+    p = M.get_preset(name)
+    torch.manual_seed(0)
+    model = M.build_model(p.spec)
+    x = torch.randn(4, 1, 28, 28)
+    out = model(x)
+    assert out.shape == (4, 10)
+    assert torch.isfinite(out).all()
+    loss = torch.nn.functional.cross_entropy(out, torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    grads = [q.grad for q in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    summary = M.summarize(p.spec)
+    assert summary.total_params == sum(q.numel() for q in model.parameters())
+    info = torchinfo.summary(M.build_model(p.spec), input_size=(1, 1, 28, 28), verbose=0)
+    assert info.total_params == summary.total_params
+    assert p.recipe["epochs"] >= 1 and p.description and p.reported
+
+
+def test_seed_parameter_counts_are_faithful():
+    assert M.get_preset("seed002").params() == 30_840
+    assert M.get_preset("seed003").params() == 593_200
+    assert M.get_preset("seed001").params() <= 20_000
+    assert M.get_preset("seed002_1conv").params() < M.get_preset("seed002").params() * 3
+
+
+def test_seed_recipes_follow_their_readmes():
+    r0, r1, r2, r3, r4 = (M.get_preset(f"seed00{i}").recipe for i in range(5))
+    assert (r0["epochs"], r0["batch_size"]) == (20, 60)
+    assert (r1["optimizer"], r1["lr"], r1["momentum"], r1["scheduler"], r1["step_size"], r1["gamma"],
+            r1["epochs"]) == ("sgd", 0.01, 0.9, "step", 15, 0.1, 20)
+    assert r1["data"]["augment"] is True
+    assert (r2["batch_size"], r2["epochs"], r2["data"]["subset"]) == (32, 10, 18000)
+    assert (r3["optimizer"], r3["lr"], r3["momentum"], r3["batch_size"], r3["step_size"], r3["epochs"]) == (
+        "sgd", 0.01, 0.9, 64, 15, 20)
+    assert (r4["optimizer"], r4["batch_size"], r4["epochs"]) == ("adam", 64, 5)
+
+
+def test_seed001_summary_matches_its_layer_table():
+    rows = M.summarize(M.get_preset("seed001").spec).rows
+    convs = [r for r in rows if r.type in ("conv", "maxpool")]
+    # spatial sizes of the README's table: 26 24 12 12 12 10 5 5 3 1
+    assert [r.out_shape[1] for r in convs] == [26, 24, 12, 12, 12, 10, 5, 5, 3, 1]
+    # receptive fields by the standard recurrence (the README's column is this minus one)
+    assert [r.rf for r in convs] == [3, 5, 6, 6, 10, 14, 16, 16, 24, 32]
+    assert rows[-1].type == "logsoftmax"
+
+
+def test_seed000_has_its_inception_block_and_order():
+    types = [L["type"] for L in M.get_preset("seed000").spec]
+    assert types.index("conv") < types.index("inception") < types.index("maxpool") < types.index("linear")
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ([], "empty"),
+    ([{"type": "conv", "out": 8}, {"type": "maxpool", "k": 2}] * 4 + [{"type": "flatten"}, {"type": "linear", "out": 10}],
+     "layer 6 (conv): kernel 3x3 does not fit the 8x1x1 input"),
+    ([{"type": "flatten"}, {"type": "linear", "in": 100, "out": 10}], "in=100 but the previous layer gives 784"),
+    ([{"type": "linear", "out": 10}], "add a flatten"),
+    ([{"type": "flatten"}, {"type": "conv", "out": 4}], "flat vector"),
+    ([{"type": "conv", "out": 4, "k": 27}, {"type": "conv", "out": 4}], "layer 1 (conv): kernel 3x3 does not fit the 4x2x2"),
+    ([{"type": "conv", "out": 4, "k": 31}], "'k' must be between 1 and 28"),
+    ([{"type": "flatten"}, {"type": "linear", "out": 7}], "exactly 10"),
+    ([{"type": "convolution", "out": 4}], "unknown type"),
+    ([{"type": "conv", "out": 4, "kernel": 3}], "unknown option"),
+    ([{"type": "conv", "out": -4}], "'out' must be between"),
+    ([{"type": "conv", "out": "16"}], "must be an integer"),
+    ([{"type": "dropout", "p": 1.5}], "'p' must be between"),
+    ([{"type": "flatten"}, {"type": "linear", "out": 100_000}, {"type": "linear", "out": 1000}], "over the limit"),
+    ([{"type": "conv", "out": 2048, "pad": 1}, {"type": "flatten"}, {"type": "linear", "out": 10}], "limit"),
+    ("conv", "empty"),
+])
+def test_misfit_specs_raise_a_message_naming_layer_and_shapes(spec, needle):
+    with pytest.raises(SpecError) as err:
+        M.validate_spec(spec)
+    assert needle in str(err.value)
+
+
+def test_pool_past_one_pixel_names_the_shapes():
+    spec = [{"type": "conv", "out": 4, "k": 3}] + [{"type": "maxpool", "k": 2}] * 5
+    with pytest.raises(SpecError) as err:
+        M.build_model(spec + [{"type": "flatten"}, {"type": "linear", "out": 10}])
+    assert "4x1x1" in str(err.value) and "layer 5 (maxpool)" in str(err.value)
+
+
+def test_text_format_round_trips_and_never_evaluates():
+    spec = M.get_preset("seed000").spec
+    assert M.parse_spec_text(M.spec_to_text(spec)) == spec
+    assert M.parse_spec_text('[{"type": "flatten"}, {"type": "linear", "out": 10}]')[1]["out"] == 10
+    with pytest.raises(SpecError, match="must be a number"):
+        M.parse_spec_text("conv out=__import__('os').system('true')")
+    with pytest.raises(SpecError, match="key=value"):
+        M.parse_spec_text("conv 16")
+    with pytest.raises(SpecError, match="not valid JSON"):
+        M.parse_spec_text("[{'type': 'conv'}")
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(SpecError, match="known: seed000"):
+        M.get_preset("lenet")
+
+
+def test_gap_and_1x1_head_build():
+    spec = [{"type": "conv", "out": 8, "pad": 1}, {"type": "bn"}, {"type": "relu"}, {"type": "avgpool", "k": 2},
+            {"type": "conv1x1", "out": 10}, {"type": "gap"}, {"type": "flatten"}, {"type": "logsoftmax"}]
+    s = M.summarize(spec)
+    assert s.rows[4].params == 8 * 10 + 10 and s.rows[5].out_shape == (10, 1, 1)
+    assert M.build_model(spec)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
