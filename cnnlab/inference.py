@@ -559,3 +559,43 @@ def find_misclassified(
         if count >= limit:
             break
     return np.concatenate(found).astype(np.int64) if found else np.zeros(0, np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Page helpers
+
+
+def analyze_image(model: nn.Module, img28: np.ndarray) -> Analysis:
+    """Like `analyze`, for an image that is already MNIST-shaped (a test-set digit): no cropping."""
+    t0 = time.perf_counter()
+    img = np.clip(np.asarray(img28, dtype=np.float32).reshape(FIELD, FIELD), 0.0, 1.0)
+    ink = int((img > INK_THRESHOLD).sum())
+    pre = Preprocessed(image=img, tensor=normalize(img), empty=ink == 0, ink_pixels=ink, bbox=None)
+    t1 = time.perf_counter()
+    prediction, layers = None, []
+    if not pre.empty:
+        out, layers = _forward_with_maps(model, as_input(model, pre.tensor))
+        prediction = _prediction(_probs(out)[0])
+    t2 = time.perf_counter()
+    timing = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3}
+    return Analysis(pre, prediction, layers, timing)
+
+
+@contextlib.contextmanager
+def limit_threads(n: int = 1) -> Iterator[None]:
+    """Run the block with at most `n` intra-op threads in the calling thread, then restore.
+
+    A single 28x28 image gains nothing from more threads, and on a small CPU shared with training
+    jobs extra threads only contend. With OpenMP the setting is per thread (a trainer already
+    running keeps its own), but torch also uses the last value as the default for threads created
+    later, hence the restore.
+    """
+    before = torch.get_num_threads()
+    if before <= n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

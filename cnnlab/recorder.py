@@ -75,7 +75,11 @@ class RunRecorder:
     def on_epoch(self, rec: dict, trainer: Trainer) -> None:
         self.flush()
         self.run.append_metrics([rec])
-        self.run.save_checkpoint(trainer.checkpoint_state(), "last")
+        state = trainer.checkpoint_state()
+        self.run.save_checkpoint(state, "last")
+        # weights only, one file per epoch: what a fork from any saved epoch starts from
+        self.run.save_checkpoint({"model": state["model"], "epoch": rec["epoch"], "step": rec["step"],
+                                  "val_acc": rec["val_acc"]}, f"epoch_{rec['epoch']}")
         if rec.get("best"):
             self.run.save_checkpoint({"model": trainer.weights_copy(), "epoch": rec["epoch"],
                                       "val_acc": rec["val_acc"]}, "best")

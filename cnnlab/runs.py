@@ -8,6 +8,7 @@ Layout of `<root>/<run id>/`:
   metrics.jsonl  step and epoch records, one JSON object a line, appended and flushed per write
   events.jsonl   pause/resume/stop/set/diverged events, same format
   last.pt        torch.save(dict), atomic; best.pt likewise
+  epoch_<n>.pt   {"model": state_dict, "epoch": n, "step": ...} after epoch n (what a fork starts from)
   result.json    test_acc, test_loss, confusion (10x10), per_class_acc, wall_s
 
 The store deals in plain dicts and state_dicts; it knows nothing about models or trainers.
@@ -36,7 +37,7 @@ from typing import Any, Iterable
 
 from cnnlab import settings
 from cnnlab.errors import CheckpointError, LabError
-from cnnlab.fsutil import TMP_PREFIX, atomic_torch_save, atomic_write_json, dumps
+from cnnlab.fsutil import TMP_PREFIX, atomic_torch_save, atomic_write_bytes, atomic_write_json, dumps
 
 STATUSES = ("queued", "running", "paused", "done", "stopped", "failed", "diverged", "interrupted")
 ACTIVE = ("queued", "running", "paused")
@@ -45,6 +46,8 @@ JSON_FILES = ("config.json", "meta.json", "status.json", "result.json")
 JSONL_FILES = ("metrics.jsonl", "events.jsonl")
 PT_FILES = ("last.pt", "best.pt")
 RUN_FILES = JSON_FILES + JSONL_FILES + PT_FILES
+EPOCH_PT_RE = re.compile(r"^epoch_([0-9]{1,5})\.pt$")  # weights-only per-epoch files (fork from any epoch)
+MAX_EPOCH_FILES = 1000  # TrainConfig allows at most 1000 epochs
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 NAME_MAX = 200
@@ -478,9 +481,44 @@ class RunHandle:
             return meta
 
     def _ckpt_path(self, which: str) -> Path:
-        if which not in CHECKPOINTS:
-            raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, got {which!r}")
+        if which not in CHECKPOINTS and not (isinstance(which, str) and EPOCH_PT_RE.match(which + ".pt")):
+            raise ValueError(f"checkpoint must be one of {CHECKPOINTS} or 'epoch_<n>', got {which!r}")
         return self.path / f"{which}.pt"
+
+    def epoch_checkpoints(self) -> list[int]:
+        """Epochs with a saved epoch_<n>.pt (sorted)."""
+        try:
+            names = [p.name for p in self.path.iterdir()]
+        except OSError:
+            return []
+        return sorted(int(m.group(1)) for m in map(EPOCH_PT_RE.match, names) if m)
+
+    def rewind(self, step: int, epoch: int) -> int:
+        """Drop what was written after a checkpoint taken at global `step` with `epoch` epochs done.
+
+        Called before resuming from that checkpoint, so the continued curve does not repeat steps:
+        metrics with a later step, events with a later step (or at `step` but in a later epoch, i.e.
+        after the checkpoint) and epoch_<n>.pt files with n > epoch go. Returns the records dropped.
+        """
+        def after(r: dict) -> bool:
+            s, e = int(r.get("step") or 0), int(r.get("epoch") or 0)
+            return s > step or (s == step and r.get("kind") == "event" and e > epoch)
+
+        dropped = 0
+        with self._lock:
+            for filename in JSONL_FILES:
+                path = self.path / filename
+                if not path.exists():
+                    continue
+                recs = read_jsonl(path)
+                kept = [r for r in recs if not after(r)]
+                if len(kept) != len(recs) or not path.read_bytes().endswith(b"\n"):
+                    atomic_write_bytes(path, "".join(dumps(r) + "\n" for r in kept).encode("utf-8"))
+                dropped += len(recs) - len(kept)
+            for n in self.epoch_checkpoints():
+                if n > epoch:
+                    (self.path / f"epoch_{n}.pt").unlink(missing_ok=True)
+        return dropped
 
     # -- summary
     def info(self, live_ids: set[str] | None = None) -> RunInfo:
@@ -691,7 +729,7 @@ class RunStore:
         handle = self.get(run_id)
         buf = io.BytesIO()
         with _lock_for(handle.path), zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name in RUN_FILES:
+            for name in (*RUN_FILES, *(f"epoch_{n}.pt" for n in handle.epoch_checkpoints())):
                 path = handle.path / name
                 if path.is_file() and not path.is_symlink():
                     zf.write(path, f"{handle.id}/{name}")
@@ -749,8 +787,8 @@ def _member_target(info: zipfile.ZipInfo) -> tuple[str | None, str | None]:
     if len(parts) > 2:
         raise LabError(f"unexpected nested path '{name[:80]}'")
     top, fname = (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
-    if fname not in RUN_FILES:
-        raise LabError(f"unexpected file '{name[:80]}'; a run zip holds only {', '.join(RUN_FILES)}")
+    if fname not in RUN_FILES and not EPOCH_PT_RE.match(fname):
+        raise LabError(f"unexpected file '{name[:80]}'; a run zip holds only {', '.join(RUN_FILES)}, epoch_<n>.pt")
     if top is not None:
         validate_run_id(top)
     return top, fname
@@ -764,8 +802,8 @@ def _extract_checked(data: bytes, dest: Path, max_total: int, max_member: int) -
         raise LabError(f"not a zip file ({exc})") from None
     with zf:
         infos = zf.infolist()
-        if len(infos) > len(RUN_FILES) + 1:
-            raise LabError(f"{len(infos)} entries; a run zip holds at most {len(RUN_FILES)} files")
+        if len(infos) > len(RUN_FILES) + MAX_EPOCH_FILES + 1:
+            raise LabError(f"{len(infos)} entries; a run zip holds at most {len(RUN_FILES) + MAX_EPOCH_FILES} files")
         targets = [(info, *_member_target(info)) for info in infos]
         tops = {top for _, top, _ in targets}
         if len(tops) > 1:
@@ -819,7 +857,7 @@ def _validate_extracted(folder: Path) -> dict:
                 ok = False
             if not ok:
                 raise LabError(f"{name} line {i + 1} is not a JSON object")
-    for name in PT_FILES:
+    for name in (*PT_FILES, *sorted(p.name for p in folder.iterdir() if EPOCH_PT_RE.match(p.name))):
         path = folder / name
         if not path.exists():
             continue
