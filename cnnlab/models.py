@@ -490,7 +490,10 @@ def seed004() -> Preset:
         {"optimizer": "adam", "lr": 1e-3, "batch_size": 64, "epochs": 5},
         "98.9% test accuracy after 5 epochs (train 99.7%, validation 99.1%)",
         source="seeds/004", reported_test_acc=0.989,
-        notes=["Padding 1 ('same') assumed: the README does not say."],
+        notes=["Padding 1 ('same') assumed: the README does not say.",
+               "The README's preprocessing is 'Normalization to [0, 1]'; the lab normalizes with 0.1307/0.3081.",
+               "After 1 epoch (seed 0) the engine and the classic DataLoader loop both reach 98.41% test "
+               "accuracy: the README's 98.9% is after 5 epochs."],
     )
 
 

@@ -58,6 +58,7 @@ class RunRecorder:
     def on_start(self, trainer: Trainer) -> None:
         self.run.write_status(status="running", message="", epoch=trainer.epoch, step=trainer.step,
                               epochs_planned=trainer.cfg.epochs, steps_per_epoch=trainer.steps_per_epoch)
+        self._fwd("on_start", trainer)
 
     def on_step(self, rec: dict) -> None:
         self._buf.append(rec)

@@ -1,0 +1,145 @@
+"""Command line for saved runs: `runs [--json]`, `resume RUN_ID [--json]`, `fork RUN_ID --epoch K [...] [--json]`.
+
+resume and fork train through the same `JobManager` as the app (one job, all cores), so their runs look
+the same in the store; with `--json` they end, like `train`, with the final metrics as one JSON line.
+Exit status: 0 when the run ends done, 1 when it ends otherwise, 2 for a user error, 130 on Ctrl-C
+(the run is then stopped and stays resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from .cli import Progress, _print_json, add_recipe_args, final_json, recipe_overrides
+
+POLL_S = 0.1
+
+
+def _info_dict(info: Any) -> dict:
+    return {"id": info.id, "name": info.name, "status": info.status, "message": info.message,
+            "preset": info.preset, "params": info.params, "best_val_acc": info.best_val_acc,
+            "test_acc": info.test_acc, "epochs": info.epochs, "epochs_planned": info.epochs_planned,
+            "parent": info.parent, "created": info.created, "tags": info.tags, "error": info.error}
+
+
+def _pct(v: Any) -> str:
+    return f"{v * 100:.2f}%" if isinstance(v, (int, float)) else "-"
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """List runs, newest first (a damaged run lists with status "error" and never hides the others)."""
+    from .runs import RunStore
+
+    infos = RunStore().list_runs(live_ids=set())  # this process trains nothing: a dead pid is interrupted
+    if args.json:
+        _print_json([_info_dict(i) for i in infos])
+        return 0
+    if not infos:
+        print("no runs")
+        return 0
+    print(f"{'id':<36} {'status':<11} {'preset':<14} {'epochs':>7} {'best val':>9} {'test':>8}  name")
+    for i in infos:
+        epochs = f"{i.epochs if i.epochs is not None else '-'}/{i.epochs_planned or '-'}"
+        print(f"{i.id:<36} {i.status:<11} {str(i.preset or '-'):<14} {epochs:>7} {_pct(i.best_val_acc):>9} "
+              f"{_pct(i.test_acc):>8}  {i.name}")
+        if i.error:
+            print(f"{'':<36} error: {i.error}")
+    return 0
+
+
+def _follow(manager: Any, run_id: str, quiet: bool) -> Any:
+    """Print a job's progress until it ends; on Ctrl-C stop it (so it stays resumable) and re-raise."""
+    view = manager.get(run_id)
+    progress = Progress(view.total_steps, quiet=quiet)
+    k = 0
+    history = view.mode == "resume"  # a resumed job's view starts with the stored curve: not reprinted
+    try:
+        while True:
+            final = view.status in ("done", "stopped", "failed", "diverged")
+            recs, k = view.records_since(k)
+            for rec in recs:
+                if history:
+                    history = rec.get("event") != "resumed"
+                elif rec.get("kind") == "step":
+                    progress.on_step(rec)
+                elif rec.get("kind") == "epoch":
+                    progress.on_epoch(rec, None)
+                elif rec.get("kind") == "event":
+                    progress.on_event(rec)
+            if final:
+                return view
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        manager.stop(run_id)
+        manager.wait(run_id, timeout=10)
+        raise
+
+
+def _finish(manager: Any, run_id: str, args: argparse.Namespace, t0: float) -> int:
+    view = _follow(manager, run_id, args.quiet)
+    manager.shutdown(wait=10)
+    result = view.result()
+    wall = time.perf_counter() - t0
+    handle = manager.store.get(run_id)
+    params = handle.config.get("params")
+    if not args.quiet:
+        sys.stderr.write(f"\n{result.status}: test acc {result.test_acc}  ({wall:.1f} s)\n")
+        if result.message:
+            sys.stderr.write(result.message + "\n")
+    if args.json:
+        _print_json(final_json(result, run_id, params, wall))
+    return 0 if result.status == "done" else 1
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Continue an interrupted or stopped run from its last epoch checkpoint, in the same run folder."""
+    t0 = time.perf_counter()
+    from .jobs import JobManager
+
+    manager = JobManager(max_concurrent=1)
+    run_id = manager.resume(args.run_id)
+    if not args.quiet:
+        sys.stderr.write(f"resuming run {run_id} in {manager.store.get(run_id).path}\n")
+    return _finish(manager, run_id, args, t0)
+
+
+def cmd_fork(args: argparse.Namespace) -> int:
+    """Start a new run from a saved epoch of another run with changed hyperparameters."""
+    t0 = time.perf_counter()
+    from .jobs import JobManager
+
+    over, data = recipe_overrides(args)
+    if data:
+        over["data"] = data
+    manager = JobManager(max_concurrent=1)
+    run_id = manager.fork(args.run_id, args.epoch, over, name=args.name)
+    if not args.quiet:
+        view = manager.get(run_id)
+        sys.stderr.write(f"fork {run_id} of {args.run_id} from epoch {view.parent['epoch']} "
+                         f"in {manager.store.get(run_id).path}\n")
+    return _finish(manager, run_id, args, t0)
+
+
+def add_run_commands(sub: Any) -> None:
+    """Register runs, resume and fork on the `python -m cnnlab` subparsers."""
+    rp = sub.add_parser("runs", help="list saved runs with status, preset, best validation and test accuracy")
+    rp.add_argument("--json", action="store_true", help="print the runs as one JSON list")
+    rp.set_defaults(func=cmd_runs)
+
+    sp = sub.add_parser("resume", help="continue an interrupted or stopped run from its last epoch")
+    sp.add_argument("run_id")
+    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
+    sp.set_defaults(func=cmd_resume)
+
+    fp = sub.add_parser("fork", help="start a new run from a saved epoch of a run, with changed hyperparameters")
+    fp.add_argument("run_id")
+    fp.add_argument("--epoch", type=int, help="saved epoch to start from (default: the last saved one)")
+    add_recipe_args(fp)  # --epochs is the last epoch on the parent's axis: more than --epoch
+    fp.add_argument("--name", help="display name of the new run")
+    fp.add_argument("--quiet", action="store_true")
+    fp.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
+    fp.set_defaults(func=cmd_fork)

@@ -1,0 +1,586 @@
+"""Background training jobs: a process-wide manager, worker threads, read-only views.
+
+`JobManager` runs `engine.Trainer` in daemon threads, at most `max_concurrent` at once (default 2);
+more wait in a FIFO queue. Every job writes to the run store through `recorder.RunRecorder`, so app
+and CLI runs look the same on disk, and to an in-memory, append-only record list that any number of
+readers follow with `JobView.records_since(k)` (readers never consume: several tabs can follow one job).
+The worker never imports or calls Streamlit.
+
+Policies:
+- **States**: queued, running, paused, done, stopped, failed, diverged (interrupted is what the store
+  reports for a run whose process died). A worker's `finally` always leaves a final status; anything
+  raised outside `Trainer.run` (data loading, a bad checkpoint, the store) makes the job `failed` with
+  its message and traceback, and the next queued job starts.
+- **Pause / stop / live changes** take effect at the next step boundary (one optimizer step: tens of ms
+  on CPU for every preset; the epoch-end validation pass is not interrupted) and are recorded as events.
+  `stop(id)` on a queued job removes it from the queue (status stopped). `stop(id, after_epoch=True)`
+  lets the current epoch finish and checkpoint first, so a later `resume` loses nothing.
+- **Live LR vs scheduler** (the engine's policy): a live learning rate *rescales the schedule* from the
+  step it is applied on, `lr_t = schedule(t) * scale` with `scale` chosen so that `lr_t` equals the new
+  value at that step. The schedule keeps its shape: a later StepLR drop or the one-cycle/cosine decay
+  still happens, relative to the user's value. Neither silently wins; the `set` event records the step,
+  epoch and old/new values. Momentum, weight decay and augmentation strength are plain overrides.
+- **Threads**: with torch's OpenMP backend `torch.set_num_threads` holds per thread once that thread
+  has run a parallel op (measured here: a thread that set 1 keeps 1 while another sets 2). Each worker
+  therefore sets its own count, and re-checks it at every step: `cores // running jobs`, at least 1.
+  A lone job uses every core, like the CLI (so following a run in the page costs it nothing), and two
+  jobs on 2 cores get 1 each instead of four OpenMP threads fighting over two cores (measured on the
+  busy box: seed002 fell from 3.5k to 1.6k images/s when its second thread had no core to run on).
+  Page inference runs with 1 thread in its own thread (`inference.limit_threads`).
+  `JobManager(threads=n)` fixes the count instead.
+- **Viewers gone**: a job belongs to the process, not to a browser tab. When every tab following it
+  closes it keeps training to its end (or until stopped); any later page can find it with `jobs()` /
+  `get(id)` and read its whole record list. `shutdown()` stops everything (status stopped); a process
+  that dies instead leaves runs the store reports as `interrupted`, resumable from their last epoch.
+- **Resume** continues an interrupted/stopped/failed/diverged run in the same folder from `last.pt`
+  (model, optimizer, epoch, step, LR scale, data-order generator and torch RNG). Records written after
+  that checkpoint (the partial epoch) are dropped first (`RunHandle.rewind`) so the curve continues
+  without repeated steps, and a `resumed` event marks the point. With the same seed the resumed curve
+  equals an uninterrupted one (tests check it); with several jobs at once, dropout draws from torch's
+  process-wide RNG, so only runs without dropout (or running alone) are bit-for-bit reproducible.
+- **Fork** starts a new run from the weights saved after epoch K of another run (`epoch_K.pt`, or
+  last.pt/best.pt when they hold that epoch) with changed hyperparameters and a fresh optimizer; its
+  counters start at the fork point (epoch K, step K * steps_per_epoch) so the two overlay, `epochs` is the
+  last epoch on that shared axis, and config.json records `parent: {"run_id", "epoch"}`.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+import torch
+
+from . import data as D
+from .engine import LIVE_FIELDS, Control, LiveParams, TrainConfig, TrainResult, Trainer
+from .errors import CheckpointError, ConfigError, LabError
+from .models import validate_spec
+from .recorder import RunRecorder, create_run
+from .runs import ACTIVE, RunHandle, RunInfo, RunStore, _effective_status
+
+FINAL = ("done", "stopped", "failed", "diverged", "interrupted")
+IPS_SMOOTHING = 0.1  # EMA weight of the newest images/s sample
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_job(running: int, cores: int | None = None) -> int:
+    """Intra-op threads for each of `running` concurrent workers: the cores shared out, at least 1."""
+    return max(1, (cores or cpu_cores()) // max(1, running))
+
+
+def merge_records(metrics: list[dict], events: list[dict]) -> list[dict]:
+    """Step/epoch records and events of a stored run in emission order (events after their step's record)."""
+    tagged = [(int(r.get("step") or 0), 0, i, r) for i, r in enumerate(metrics)]
+    tagged += [(int(r.get("step") or 0), 1, i, r) for i, r in enumerate(events)]
+    return [r for *_, r in sorted(tagged, key=lambda t: t[:3])]
+
+
+class _Job:
+    """Everything about one job; the worker writes it (as the recorder's forward sink), views read it."""
+
+    def __init__(self, seq: int, handle: RunHandle, preset: str, spec: list[dict], cfg: TrainConfig, *,
+                 name: str, mode: str = "new", init_weights: dict | None = None, start_epoch: int = 0,
+                 fork_from: dict | None = None):
+        self.seq, self.handle, self.id = seq, handle, handle.id
+        self.preset, self.spec, self.cfg, self.name = preset, spec, cfg, name
+        self.mode, self.init_weights, self.start_epoch, self.fork_from = mode, init_weights, start_epoch, fork_from
+        self.created = time.time()
+        self.lock = threading.Lock()
+        self.records: list[dict] = []
+        self.control = Control(LiveParams(cfg.lr, cfg.momentum, cfg.weight_decay,
+                                          cfg.data.aug_strength if cfg.data.augment else 0.0))
+        self.stop_after_epoch = False
+        self.thread: threading.Thread | None = None
+        self.trainer: Trainer | None = None
+        self.result: TrainResult | None = None
+        self.status, self.message, self.traceback = "queued", "", ""
+        spe = cfg.steps_per_epoch()
+        self.steps_per_epoch, self.epochs, self.total_steps = spe, cfg.epochs, spe * cfg.epochs
+        self.epochs_done = start_epoch
+        self.epoch = start_epoch
+        self.step = start_epoch * spe
+        self.ips: float | None = None
+        self._skip_ips = False
+        self.best_val_acc: float | None = None
+        self.test_acc: float | None = None
+        self.thread_budget: Callable[[], int] | None = None  # set by the manager; read in the worker
+        self._threads = 0
+
+    # ---- sink (called in the worker thread, after the recorder has persisted the record)
+    def on_start(self, trainer: Trainer) -> None:
+        with self.lock:
+            self.status = "running"
+            self.epochs_done, self.step = trainer.epoch, trainer.step
+            self.epoch = max(self.epoch, trainer.epoch)
+            self.steps_per_epoch, self.total_steps = trainer.steps_per_epoch, trainer.total_steps
+            self.best_val_acc = trainer.best_val_acc
+
+    def adjust_threads(self) -> None:
+        """In the worker thread: follow the manager's thread budget (it changes as jobs start and end)."""
+        want = self.thread_budget() if self.thread_budget else 0
+        if want and want != self._threads:
+            torch.set_num_threads(want)
+            self._threads = want
+
+    def on_step(self, rec: dict) -> None:
+        self.adjust_threads()
+        with self.lock:
+            self.records.append(rec)
+            self.step, self.epoch = rec["step"], rec["epoch"]
+            ips = rec.get("ips")
+            if self._skip_ips:  # the first window after a pause includes the pause
+                self._skip_ips = False
+            elif isinstance(ips, (int, float)) and ips > 0:
+                self.ips = ips if self.ips is None else (1 - IPS_SMOOTHING) * self.ips + IPS_SMOOTHING * ips
+
+    def on_epoch(self, rec: dict, trainer: Trainer) -> None:
+        with self.lock:
+            self.records.append(rec)
+            self.epochs_done, self.epoch, self.step = rec["epoch"], rec["epoch"], rec["step"]
+            self.best_val_acc = trainer.best_val_acc
+        if self.stop_after_epoch:  # last.pt of this epoch is saved: the loop stops before the next step
+            self.control.stop_event.set()
+
+    def on_event(self, rec: dict) -> None:
+        with self.lock:
+            self.records.append(rec)
+            if rec.get("event") == "pause":
+                self.status = "paused"
+            elif rec.get("event") == "resume":
+                self.status, self._skip_ips = "running", True
+
+    def on_end(self, result: TrainResult, trainer: Trainer) -> None:
+        with self.lock:
+            self.result = result
+            self.status, self.message, self.traceback = result.status, result.message, result.traceback
+            self.epochs_done, self.step = result.epochs_done, result.step
+            self.best_val_acc, self.test_acc = result.best_val_acc, result.test_acc
+
+    def fail(self, message: str, tb: str) -> None:
+        with self.lock:
+            self.status, self.message, self.traceback = "failed", message, tb
+            if self.result is None:
+                self.result = TrainResult(status="failed", message=message, traceback=tb,
+                                          epochs_done=self.epochs_done, step=self.step,
+                                          best_val_acc=self.best_val_acc)
+
+    def end_unstarted(self, status: str, message: str) -> None:
+        with self.lock:
+            self.status, self.message = status, message
+            self.result = TrainResult(status=status, message=message, epochs_done=self.epochs_done,
+                                      step=self.step, best_val_acc=self.best_val_acc)
+
+
+class JobView:
+    """Read-only view of a job, safe from any thread (every attribute read takes the job's lock)."""
+
+    __slots__ = ("_job",)
+
+    def __init__(self, job: _Job):
+        self._job = job
+
+    def __repr__(self) -> str:
+        return f"JobView({self.id!r}, {self.status}, step {self.step}/{self.total_steps})"
+
+    def _get(self, name: str) -> Any:
+        with self._job.lock:
+            return getattr(self._job, name)
+
+    id = property(lambda self: self._job.id)
+    preset = property(lambda self: self._job.preset)
+    created = property(lambda self: self._job.created, doc="time.time() when this process queued the job")
+    mode = property(lambda self: self._job.mode, doc="new | resume | fork")
+    parent = property(lambda self: self._job.fork_from, doc='{"run_id", "epoch"} of a fork, else None')
+    name = property(lambda self: self._get("name"))
+    status = property(lambda self: self._get("status"))
+    message = property(lambda self: self._get("message"))
+    traceback = property(lambda self: self._get("traceback"))
+    epoch = property(lambda self: self._get("epoch"), doc="epoch in progress, 1-based like step records")
+    epochs_done = property(lambda self: self._get("epochs_done"))
+    epochs = property(lambda self: self._get("epochs"))
+    step = property(lambda self: self._get("step"))
+    total_steps = property(lambda self: self._get("total_steps"))
+    steps_per_epoch = property(lambda self: self._get("steps_per_epoch"))
+    ips = property(lambda self: self._get("ips"), doc="smoothed training images per second")
+    best_val_acc = property(lambda self: self._get("best_val_acc"))
+    test_acc = property(lambda self: self._get("test_acc"))
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds of training left at the current speed (validation and test passes not counted)."""
+        j = self._job
+        with j.lock:
+            if j.status != "running" or not j.ips:
+                return None
+            return max(0, j.total_steps - j.step) * j.cfg.batch_size / j.ips
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def records_since(self, k: int) -> tuple[list[dict], int]:
+        """Step/epoch/event records after index `k` (copies) and the index to ask from next time."""
+        with self._job.lock:
+            recs = self._job.records[max(0, k):]
+            n = len(self._job.records)
+        return [dict(r) for r in recs], n
+
+    def live_values(self) -> dict:
+        """Current lr, momentum, weight_decay, aug_strength (pending changes included)."""
+        return self._job.control.live.snapshot()
+
+    def config(self) -> TrainConfig:
+        """The job's recipe (a copy)."""
+        return TrainConfig.from_dict(self._job.cfg.to_dict())
+
+    def result(self) -> TrainResult | None:
+        return self._get("result")
+
+
+class JobManager:
+    """Starts training jobs in background threads (FIFO, `max_concurrent` at once) and hands out views."""
+
+    def __init__(self, store: RunStore | None = None, max_concurrent: int = 2,
+                 mnist_loader: Callable[[], D.Mnist] = D.load_mnist, *, threads: int | None = None):
+        if not isinstance(max_concurrent, int) or max_concurrent < 1:
+            raise ConfigError("max_concurrent", f"must be an integer of at least 1, got {max_concurrent!r}")
+        self.store = store if store is not None else RunStore()
+        self.max_concurrent = max_concurrent
+        self.fixed_threads = threads
+        self._mnist_loader = mnist_loader
+        self._lock = threading.RLock()
+        self._jobs: dict[str, _Job] = {}
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._running: set[_Job] = set()  # jobs, not ids: a resumed run reuses its id while the old thread exits
+        self._seq = itertools.count()
+        self._closed = False
+
+    # ---- submitting
+    def submit(self, preset: str, spec: list[dict], cfg: TrainConfig, *, name: str | None = None,
+               parent: dict | None = None, init_weights: dict | None = None) -> str:
+        """Validate (ConfigError/SpecError now), create the run folder (queued) and queue the job; its id."""
+        cfg.validate()
+        validate_spec(spec)
+        with self._lock:
+            self._check_open()
+            handle = create_run(self.store, preset, spec, cfg, name=name, parent=parent)
+            job = _Job(next(self._seq), handle, preset, spec, cfg, name=self._name(handle),
+                       init_weights=init_weights)
+            self._enqueue(job)
+        return job.id
+
+    def resume(self, run_id: str) -> str:
+        """Continue a stopped/interrupted/failed/diverged run from its last.pt, in the same folder."""
+        with self._lock:
+            self._check_open()
+            if run_id in self.live_ids():
+                raise LabError(f"run '{run_id}' is already {self._jobs[run_id].status} here")
+            handle = self.store.get(run_id, live_ids=self.live_ids())
+            state, _, _ = _effective_status(handle.status, self.live_ids(), handle.id)
+            if state in ACTIVE:
+                raise LabError(f"run '{run_id}' is {state} in another process (pid {handle.status.get('pid')})")
+            if state == "done":
+                raise LabError(f"run '{run_id}' is done; fork it to train further")
+            cfgd = handle.config
+            spec, cfg = cfgd.get("spec"), TrainConfig.from_dict(cfgd.get("recipe"))
+            cfg.validate()
+            validate_spec(spec)
+            parent = cfgd.get("parent") if isinstance(cfgd.get("parent"), dict) else None
+            handle.write_status(status="queued", message="waiting to resume", traceback=None)
+            job = _Job(next(self._seq), handle, str(cfgd.get("preset") or "run"), spec, cfg,
+                       name=self._name(handle), mode="resume", fork_from=parent,
+                       start_epoch=int((parent or {}).get("epoch") or 0))
+            self._enqueue(job)
+        return job.id
+
+    def fork(self, run_id: str, epoch: int | None = None, overrides: dict | None = None, *,
+             name: str | None = None) -> str:
+        """A new run from `run_id`'s weights after `epoch` (default: its last saved epoch) with `overrides`."""
+        src = self.store.get(run_id, live_ids=self.live_ids())
+        cfgd = src.config
+        weights, epoch = self._fork_weights(src, epoch)
+        over = dict(overrides or {})
+        recipe = dict(cfgd.get("recipe") or {})
+        data_over = over.pop("data", None) or {}
+        if isinstance(data_over, D.DataConfig):
+            data_over = data_over.to_dict()
+        data = {**(recipe.pop("data", None) or {}), **data_over}
+        cfg = TrainConfig.from_dict({**recipe, "data": data}, **over)
+        if cfg.epochs <= epoch:
+            raise ConfigError("epochs", f"the fork starts after epoch {epoch}, so epochs (the last epoch, counted "
+                                        f"like the parent's) must be more than {epoch}, got {cfg.epochs}")
+        spec = cfgd.get("spec")
+        cfg.validate()
+        validate_spec(spec)
+        parent = {"run_id": src.id, "epoch": epoch}
+        if name is None:
+            name = f"{self._name(src)} · fork @ epoch {epoch}"
+        with self._lock:
+            self._check_open()
+            handle = create_run(self.store, str(cfgd.get("preset") or "run"), spec, cfg, name=name, parent=parent)
+            job = _Job(next(self._seq), handle, str(cfgd.get("preset") or "run"), spec, cfg,
+                       name=self._name(handle), mode="fork", init_weights=weights, start_epoch=epoch,
+                       fork_from=parent)
+            self._enqueue(job)
+        return job.id
+
+    def fork_epochs(self, run_id: str) -> list[int]:
+        """Epochs of a run that `fork` can start from."""
+        handle = self.store.get(run_id, live_ids=self.live_ids())
+        found = set(handle.epoch_checkpoints())
+        try:
+            st = handle.status
+        except LabError:
+            st = {}
+        if handle.has_checkpoint("last") and isinstance(st.get("epoch"), int) and st["epoch"] > 0:
+            found.add(st["epoch"])
+        if handle.has_checkpoint("best") and isinstance(st.get("best_epoch"), int):
+            found.add(st["best_epoch"])
+        return sorted(found)
+
+    def _fork_weights(self, handle: RunHandle, epoch: int | None) -> tuple[dict, int]:
+        """(state_dict, epoch) saved after `epoch` (None: the latest) of a run; LabError listing what exists."""
+        available = self.fork_epochs(handle.id)
+        if epoch is None:
+            if not available:
+                raise LabError(f"run '{handle.id}' has no saved epoch to fork from")
+            epoch = available[-1]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+            raise ConfigError("epoch", f"must be a completed epoch (1 or more), got {epoch!r}")
+        for which in (f"epoch_{epoch}", "last", "best"):
+            if which.startswith("epoch_") and epoch not in handle.epoch_checkpoints():
+                continue
+            if not which.startswith("epoch_") and not handle.has_checkpoint(which):
+                continue
+            state = handle.load_checkpoint(which)
+            if int(state.get("epoch", -1)) == epoch and isinstance(state.get("model"), dict):
+                return state["model"], epoch
+        shown = ", ".join(map(str, available)) or "none"
+        raise LabError(f"run '{handle.id}' has no weights saved after epoch {epoch}; saved epochs: {shown}")
+
+    # ---- control
+    def get(self, run_id: str) -> JobView | None:
+        """The view of a job of this process (active or finished since start), else None."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+        return JobView(job) if job is not None else None
+
+    def jobs(self) -> list[JobView]:
+        """Views of this process's jobs, newest first."""
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=lambda j: j.seq, reverse=True)
+        return [JobView(j) for j in jobs]
+
+    def pause(self, run_id: str) -> None:
+        """Pause at the next step boundary (a queued job pauses before its first step)."""
+        self._active_job(run_id, "pause").control.pause_event.set()
+
+    def unpause(self, run_id: str) -> None:
+        self._active_job(run_id, "resume").control.pause_event.clear()
+
+    def stop(self, run_id: str, *, after_epoch: bool = False) -> None:
+        """Stop at the next step boundary (or, with after_epoch, once the current epoch is saved).
+
+        A queued job leaves the queue at once with status stopped. Stopping a finished job does nothing.
+        """
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is None:
+                raise LabError(f"no job '{run_id}' in this process")
+            if job in self._queue and not after_epoch:
+                self._queue.remove(job)
+                self._end_unstarted(job, "stopped", "stopped before it started")
+                return
+        if after_epoch:
+            job.stop_after_epoch = True
+        else:
+            job.control.stop_event.set()
+
+    def set_live(self, run_id: str, **changes: float) -> None:
+        """Change lr, momentum, weight_decay or aug_strength from the next step on (ConfigError if invalid)."""
+        job = self._active_job(run_id, "change")
+        bad = [k for k in changes if k not in LIVE_FIELDS]
+        if bad:
+            raise ConfigError(bad[0], f"cannot be changed during a run; live fields: {', '.join(LIVE_FIELDS)}")
+        job.control.live.set(**changes)
+
+    def live_ids(self) -> set[str]:
+        """Ids of this process's queued, running and paused jobs."""
+        with self._lock:
+            return {j.id for j in (*self._queue, *self._running) if j.status not in FINAL}  # finishing: not live
+
+    def weights_copy(self, run_id: str) -> dict | None:
+        """A CPU copy of a running/paused job's current weights, None if it is not training."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+        trainer = job.trainer if job is not None else None
+        if trainer is None or job.status not in ("running", "paused"):
+            return None
+        return trainer.weights_copy()
+
+    def rename(self, run_id: str, name: str) -> str:
+        """Set a run's display name in the store (and in its job's view); the stored name."""
+        stored = self.store.rename(run_id, name)
+        with self._lock:
+            job = self._jobs.get(run_id)
+        if job is not None:
+            with job.lock:
+                job.name = stored
+        return stored
+
+    def list_runs(self) -> list[RunInfo]:
+        """Every run in the store, with this process's live jobs known as live."""
+        return self.store.list_runs(live_ids=self.live_ids())
+
+    def shutdown(self, wait: float = 5.0) -> None:
+        """Refuse new jobs, stop queued and running ones, and wait up to `wait` seconds for the threads."""
+        with self._lock:
+            self._closed = True
+            queued, self._queue = list(self._queue), collections.deque()
+            for job in queued:
+                self._end_unstarted(job, "stopped", "stopped: the job manager shut down")
+            running = list(self._running)
+        for job in running:
+            job.control.stop_event.set()
+        deadline = time.monotonic() + wait
+        for job in running:
+            if job.thread is not None:
+                job.thread.join(max(0.0, deadline - time.monotonic()))
+
+    def wait(self, run_id: str, timeout: float | None = None) -> JobView:
+        """Block until a job has a final status (or `timeout` passes); its view."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        view = self.get(run_id)
+        if view is None:
+            raise LabError(f"no job '{run_id}' in this process")
+        while view.status not in FINAL:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+        return view
+
+    # ---- internals
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LabError("the job manager has shut down")
+
+    @staticmethod
+    def _name(handle: RunHandle) -> str:
+        try:
+            return str(handle.meta.get("name") or handle.id)
+        except LabError:
+            return handle.id
+
+    def _active_job(self, run_id: str, what: str) -> _Job:
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is None:
+                raise LabError(f"no job '{run_id}' in this process")
+            if job not in self._running and job not in self._queue:
+                raise LabError(f"cannot {what} job '{run_id}': it is {job.status}")
+            return job
+
+    def _enqueue(self, job: _Job) -> None:
+        with self._lock:
+            self._jobs[job.id] = job
+            self._queue.append(job)
+            self._pump()
+
+    def _pump(self) -> None:
+        """Start queued jobs while slots are free (caller holds the lock)."""
+        while self._queue and len(self._running) < self.max_concurrent and not self._closed:
+            job = self._queue.popleft()
+            self._running.add(job)
+            job.thread = threading.Thread(target=self._worker, args=(job,), name=f"cnnlab-job-{job.id}", daemon=True)
+            job.thread.start()
+
+    def _end_unstarted(self, job: _Job, status: str, message: str) -> None:
+        try:
+            job.handle.append_event({"kind": "event", "event": "stop", "step": job.step, "epoch": job.epoch + 1,
+                                     "t": time.time()})
+            job.handle.write_status(status=status, message=message)
+        except OSError:
+            pass
+        job.end_unstarted(status, message)
+
+    def _thread_budget(self) -> int:
+        return self.fixed_threads or threads_per_job(len(self._running))
+
+    def _worker(self, job: _Job) -> None:
+        """Thread body: set up, train, and always leave a final status, then free the slot."""
+        try:
+            job.thread_budget = self._thread_budget
+            job.adjust_threads()
+            mnist = self._mnist_loader()
+            resume_state = self._prepare_resume(job) if job.mode == "resume" else None
+            trainer = Trainer(job.spec, job.cfg, mnist, control=job.control,
+                              sink=RunRecorder(job.handle, forward=job), resume_state=resume_state,
+                              init_weights=job.init_weights)
+            if resume_state is None and job.start_epoch:  # a fork: counters continue the parent's
+                trainer.epoch, trainer.step = job.start_epoch, job.start_epoch * trainer.steps_per_epoch
+            job.init_weights = None
+            job.trainer = trainer
+            trainer.run()
+        except BaseException as exc:  # noqa: BLE001 - a job must end with a status, whatever happened
+            message = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
+            tb = traceback.format_exc()
+            try:  # the store first: once the view says final, the run folder says so too
+                job.handle.write_status(status="failed", message=message, traceback=tb)
+            except Exception:  # noqa: BLE001 - the store itself may be what failed
+                pass
+            job.fail(message, tb)
+        finally:
+            if job.status not in FINAL:
+                try:
+                    job.handle.write_status(status="failed", message="the training thread ended without a status")
+                except Exception:  # noqa: BLE001
+                    pass
+                job.fail("the training thread ended without a status", "")
+            job.trainer, job.init_weights = None, None
+            with self._lock:
+                self._running.discard(job)
+                self._pump()
+
+    def _prepare_resume(self, job: _Job) -> dict | None:
+        """Load last.pt, drop the records written after it, prefill the view; the resume state or None.
+
+        Without last.pt (stopped in its first epoch) the run restarts from its beginning (or, for a fork,
+        from its parent's weights).
+        """
+        handle = job.handle
+        state = handle.load_checkpoint("last") if handle.has_checkpoint("last") else None
+        if state is not None:
+            for key in ("model", "optimizer", "epoch", "step", "gen_state", "torch_rng"):
+                if key not in state:
+                    raise CheckpointError(f"{handle.path / 'last.pt'} is not a resumable checkpoint (no '{key}')")
+            epoch, step = int(state["epoch"]), int(state["step"])
+        else:
+            if job.fork_from:
+                src = self.store.get(job.fork_from["run_id"], live_ids=self.live_ids())
+                job.init_weights, _ = self._fork_weights(src, int(job.fork_from["epoch"]))
+            epoch = job.start_epoch
+            step = epoch * job.steps_per_epoch
+        handle.rewind(step, epoch)
+        prefill = merge_records(handle.read_metrics(), handle.read_events())
+        rec = {"kind": "event", "event": "resumed", "step": step, "epoch": epoch + 1, "from_epoch": epoch,
+               "t": time.time()}
+        handle.append_event(rec)
+        with job.lock:
+            job.records.extend(prefill)
+            job.records.append(rec)
+            job.epochs_done, job.epoch, job.step = epoch, epoch, step
+            best = [r.get("val_acc") for r in prefill if r.get("kind") == "epoch" and r.get("val_acc") is not None]
+            job.best_val_acc = max(best) if best else None
+        return state

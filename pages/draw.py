@@ -1,0 +1,256 @@
+"""Draw page: draw a digit (or pick a test image), see the 28x28 input, the prediction and why."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+import streamlit as st
+
+from cnnlab import inference as inf
+from cnnlab import settings
+from cnnlab.data import load_mnist
+from cnnlab.errors import LabError
+from cnnlab.modelsource import NO_RUNS_HINT, LoadedModel, ModelRef, ModelSource
+from cnnlab.plots import probe
+
+K = "draw_"  # widget-key namespace of this page
+VIEWS = ["Inside the model", "Compare two models", "Robustness"]
+SALIENCY = {"Saliency": "saliency", "Grad-CAM": "gradcam", "Integrated gradients": "integrated_gradients"}
+EMPTY_PROMPT = "Draw a digit in the black box (white ink, like MNIST) to see what the model predicts."
+
+
+def _manager():
+    """The process-wide job manager, or None where it cannot be imported (saved runs only)."""
+    try:
+        from cnnlab.ui import get_manager
+    except ImportError:
+        return None
+    return get_manager()
+
+
+@st.cache_resource(show_spinner=False)
+def _source(root: str) -> ModelSource:
+    """One model cache per run store (keyed by its folder, so tests with other stores get their own)."""
+    manager = _manager()
+    if manager is not None and str(manager.store.root) == root:
+        return ModelSource(manager.store, manager)
+    from cnnlab.runs import RunStore
+
+    return ModelSource(RunStore(), manager)
+
+
+def _pick(refs: list[ModelRef], label: str, key: str, default: int = 0) -> ModelRef:
+    by_key = {r.key: r for r in refs}
+    keys = list(by_key)
+    if st.session_state.get(key) not in by_key:
+        st.session_state.pop(key, None)  # a run was deleted or a job ended: fall back
+    choice = st.selectbox(label, keys, index=min(default, len(keys) - 1),
+                          format_func=lambda k: by_key[k].label, key=key)
+    return by_key[choice]
+
+
+def _load(src: ModelSource, ref: ModelRef, refresh: bool = False) -> LoadedModel | None:
+    try:
+        return src.load(ref, refresh=refresh)
+    except LabError as exc:
+        st.error(f"Cannot load {ref.label or ref.key}: {exc}")
+        return None
+
+
+def _set_index(idx: int) -> None:
+    st.session_state[K + "test_idx"] = int(idx)
+
+
+def _random_index(n: int) -> None:
+    _set_index(random.randrange(n))
+
+
+def _random_wrong(src: ModelSource, loaded: LoadedModel) -> None:
+    mnist = load_mnist()
+    wrong = src.misclassified(loaded, mnist.test_x, mnist.test_y)
+    if len(wrong):
+        _set_index(int(random.choice(list(wrong))))
+    else:
+        st.session_state[K + "no_wrong"] = True
+
+
+def _clear_canvas() -> None:
+    # The canvas has no Python-side clear: a new key mounts a fresh, empty one.
+    st.session_state[K + "canvas_n"] = st.session_state.get(K + "canvas_n", 0) + 1
+
+
+def _canvas_input(loaded: LoadedModel) -> inf.Analysis:
+    from streamlit_drawable_canvas import st_canvas
+
+    st.session_state.setdefault(K + "canvas_n", 0)
+    brush = st.slider("Brush width", 8, 40, 20, key=K + "brush")
+    result = st_canvas(
+        drawing_mode="freedraw", stroke_width=brush, stroke_color="#FFFFFF", background_color="#000000",
+        width=280, height=280, update_streamlit=True, return_image_data=True,
+        key=f"{K}canvas_{st.session_state[K + 'canvas_n']}",
+    )  # fmt: skip
+    strokes = len((result.json_data or {}).get("objects") or [])
+    st.caption(f"{strokes} stroke{'' if strokes == 1 else 's'} · undo/reset in the canvas toolbar")
+    st.button("Clear", key=K + "clear", on_click=_clear_canvas,
+              help="Start over (the canvas's own toolbar has undo and reset too)")
+    data = result.image_data
+    if data is None:
+        return inf.analyze(loaded.model, np.zeros((280, 280), np.float32))
+    return inf.analyze(loaded.model, data)
+
+
+def _test_input(src: ModelSource, loaded: LoadedModel) -> inf.Analysis | None:
+    try:
+        mnist = load_mnist()
+    except LabError as exc:
+        st.error(str(exc))
+        return None
+    n = len(mnist.test_x)
+    st.session_state.setdefault(K + "test_idx", 0)
+    idx = st.number_input("Test image index", 0, n - 1, step=1, key=K + "test_idx")
+    c1, c2 = st.columns(2)
+    c1.button("Random", key=K + "random", on_click=_random_index, args=(n,))
+    c2.button("Random misclassified", key=K + "random_wrong", on_click=_random_wrong, args=(src, loaded),
+              help="A test image this model gets wrong")
+    if st.session_state.pop(K + "no_wrong", False):
+        st.success("This model gets every test image right.")
+    st.caption(f"Test image #{int(idx)} — true label **{int(mnist.test_y[int(idx)])}**")
+    return inf.analyze_image(loaded.model, inf.test_image(mnist.test_x, int(idx)))
+
+
+def _layer_maps(a: inf.Analysis, key: str) -> None:
+    """Layer selector + the selected conv layer's feature maps."""
+    if not a.layers:
+        st.info("This model has no convolution layer.")
+        return
+    names = [f"{i + 1}. {lm.name} — {lm.maps.shape[0]}×{lm.maps.shape[1]}×{lm.maps.shape[2]}"
+             for i, lm in enumerate(a.layers)]
+    i = st.selectbox("Conv layer", range(len(names)), format_func=names.__getitem__, key=key)
+    lm = a.layers[i]
+    st.plotly_chart(probe.feature_map_mosaic(lm.maps, f"{lm.name} ({lm.stage})"), key=key + "_fig")
+
+
+def _inside(loaded: LoadedModel, a: inf.Analysis) -> None:
+    st.markdown("**Feature maps** of each conv layer for this input (one color scale per layer)")
+    _layer_maps(a, K + "layer")
+    c1, c2 = st.columns(2)
+    with c1:
+        try:
+            if "filters_fig" not in loaded.memo:  # the weights are fixed: build it once per model
+                loaded.memo["filters_fig"] = probe.filters_grid(inf.first_layer_filters(loaded.model))
+            st.plotly_chart(loaded.memo["filters_fig"], key=K + "filters")
+        except LabError as exc:
+            st.info(str(exc))
+    with c2:
+        method = st.radio("Attribution", list(SALIENCY), horizontal=True, key=K + "attr")
+        target = st.selectbox("Explain class", ["predicted", *range(10)], key=K + "target")
+        t = a.prediction.top if target == "predicted" else int(target)
+        try:
+            fn = SALIENCY[method]
+            attr = (inf.gradcam(loaded.model, a.pre.tensor, t) if fn == "gradcam"
+                    else inf.saliency(loaded.model, a.pre.tensor, t, method=fn))
+            st.plotly_chart(probe.saliency_overlay(a.pre.image, attr, title=f"{method} for class {t}"),
+                            key=K + "saliency")
+        except LabError as exc:
+            st.info(str(exc))
+
+
+def _compare(src: ModelSource, refs: list[ModelRef], loaded: LoadedModel, a: inf.Analysis) -> None:
+    default = next((i for i, r in enumerate(refs) if r.key != loaded.ref.key), 0)
+    other = _load(src, _pick(refs, "Second model", K + "model_b", default))
+    if other is None:
+        return
+    b = inf.analyze_image(other.model, a.pre.image)
+    st.plotly_chart(probe.compare_bars(a.prediction.probs, b.prediction.probs, "A: " + loaded.ref.label,
+                                       "B: " + other.ref.label), key=K + "cmp_bars")
+    for col, tag, an in zip(st.columns(2), ("A", "B"), (a, b)):
+        with col:
+            st.markdown(f"**Model {tag}** predicts **{an.prediction.top}** ({an.prediction.confidence:.0%})")
+            _layer_maps(an, f"{K}cmp_layer_{tag}")
+
+
+def _robustness(loaded: LoadedModel, a: inf.Analysis) -> None:
+    c = st.columns(4)
+    rot = c[0].slider("Rotate (°, counter-clockwise)", -60, 60, 0, 5, key=K + "rot")
+    dx = c[1].slider("Shift right (px)", -8, 8, 0, key=K + "dx")
+    dy = c[2].slider("Shift down (px)", -8, 8, 0, key=K + "dy")
+    thick = c[3].slider("Thicken (+) / thin (−)", -2.0, 2.0, 0.0, 0.25, key=K + "thick")
+    fixed = {"rotate_deg": rot, "shift_x": dx, "shift_y": dy, "thickness": thick}
+    img = inf.perturb(a.pre.image, **fixed)
+    p = inf.predict(loaded.model, img)
+    c1, c2 = st.columns([1, 2])
+    c1.plotly_chart(probe.image_heatmap(img, "perturbed input"), key=K + "pert_img")
+    c2.plotly_chart(probe.prob_bars(p.probs, p.top, f"now: {p.top} ({p.confidence:.0%}), "
+                                    f"was {a.prediction.top} ({a.prediction.confidence:.0%})"),
+                    key=K + "pert_bars")
+    param = st.radio("Sweep", list(inf.SWEEP_DEFAULTS), horizontal=True, key=K + "sweep",
+                     help="Vary one transformation, keeping the others at the slider values")
+    sw = inf.sweep(loaded.model, a.pre.image, param, **{k: v for k, v in fixed.items() if k != param})
+    st.plotly_chart(probe.sweep_chart(sw.values, sw.probs, param), key=K + "sweep_fig")
+
+
+@st.fragment
+def workbench() -> None:
+    """The whole page body: a stroke or a widget change reruns only this."""
+    src = _source(str(settings.checkpoint_dir()))
+    try:
+        refs = src.choices()
+    except LabError as exc:
+        st.error(str(exc))
+        return
+    if not refs:
+        st.info(NO_RUNS_HINT)
+        return
+    top = st.columns([3, 1])
+    with top[0]:
+        ref = _pick(refs, "Model", K + "model")
+    refresh = False
+    if ref.which == "live":
+        refresh = top[1].button("Refresh weights", key=K + "refresh", help="Copy the job's current weights")
+    loaded = _load(src, ref, refresh)
+    if loaded is None:
+        return
+    if ref.which == "live":
+        top[1].caption(f"weights copied {loaded.age_s:.0f} s ago")
+    with inf.limit_threads(1):  # one image: more threads only contend with training jobs
+        body(src, refs, loaded)
+
+
+def body(src: ModelSource, refs: list[ModelRef], loaded: LoadedModel) -> None:
+    t0 = time.perf_counter()
+    source = st.radio("Input", ["Draw", "Test-set image"], horizontal=True, key=K + "source")
+    left, mid, right = st.columns([1.1, 1, 1.4])
+    with left:
+        a = _canvas_input(loaded) if source == "Draw" else _test_input(src, loaded)
+    if a is None:
+        return
+    with mid:
+        st.plotly_chart(probe.image_heatmap(a.pre.image, "what the model sees (28×28)"), key=K + "input28")
+    with right:
+        if a.prediction is None:
+            st.info(EMPTY_PROMPT)
+            return
+        p = a.prediction
+        st.metric("Prediction", str(p.top), f"{p.confidence:.1%} confident", delta_color="off")
+        st.plotly_chart(probe.prob_bars(p.probs, p.top, "class probabilities"), key=K + "probs")
+        if a.pre.saturated:
+            st.warning("Most of the canvas is ink: this is not a digit the model was trained on.")
+    view = st.radio("View", VIEWS, horizontal=True, key=K + "view", label_visibility="collapsed")
+    try:
+        if view == VIEWS[0]:
+            _inside(loaded, a)
+        elif view == VIEWS[1]:
+            _compare(src, refs, loaded, a)
+        else:
+            _robustness(loaded, a)
+    except LabError as exc:
+        st.error(str(exc))
+    st.caption(f"server time for this update: {(time.perf_counter() - t0) * 1e3:.0f} ms "
+               f"(forward pass with feature maps {a.timing_ms['forward']:.1f} ms)")
+
+
+st.title("Draw")
+st.caption("Draw a digit and watch what a trained network sees, predicts, and why.")
+workbench()
