@@ -1,0 +1,198 @@
+"""Plotly figures for the Train page: training curves with event markers, augmentation previews.
+
+Builders take plain data and return go.Figure; they never call Streamlit. The curve figure is
+rebuilt about once a second while a run trains, so it is built from columns with numpy and long
+curves are downsampled (bucketed min/max, which keeps spikes such as a divergence).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+RAW = "rgba(99,110,250,0.35)"
+SMOOTH = "#636EFA"
+TRAIN = "#00CC96"
+VAL = "#EF553B"
+EVENT_COLORS = {"set": "#AB63FA", "pause": "#9AA5B1", "resume": "#9AA5B1", "stop": "#FFA15A",
+                "diverged": "#EF553B"}
+MAX_MARKERS = 60  # newest events drawn; older ones would only clutter the plot
+
+
+def downsample(xs: Sequence[float], ys: Sequence[float], max_points: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """At most `max_points` points of (xs, ys): per bucket its first, min, max and last, in x order.
+
+    Keeps the global min and max (a spike survives), the first and the last point. Non-finite y
+    values are dropped (plotly cannot draw them).
+    """
+    x = np.asarray(xs, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    ok = np.isfinite(y) & np.isfinite(x)
+    if not ok.all():
+        x, y = x[ok], y[ok]
+    n = len(x)
+    max_points = max(4, int(max_points))
+    if n <= max_points:
+        return x, y
+    n_buckets = max_points // 4
+    edges = np.linspace(0, n, n_buckets + 1).astype(np.int64)
+    starts, ends = edges[:-1], edges[1:] - 1
+    # argmin/argmax per bucket: reduceat over the bucket starts
+    seg_min = np.minimum.reduceat(y, starts)
+    seg_max = np.maximum.reduceat(y, starts)
+    bucket = np.repeat(np.arange(n_buckets), np.diff(edges))
+    is_min = y == seg_min[bucket]
+    is_max = y == seg_max[bucket]
+    # first index of the min and of the max in each bucket
+    idx = np.arange(n)
+    big = n + 1
+    imin = np.minimum.reduceat(np.where(is_min, idx, big), starts)
+    imax = np.minimum.reduceat(np.where(is_max, idx, big), starts)
+    keep = np.unique(np.concatenate([starts, ends, imin, imax]))
+    return x[keep], y[keep]
+
+
+def ema(values: Sequence[float], smoothing: float = 0.9) -> np.ndarray:
+    """Debiased exponential moving average (TensorBoard's smoothing); 0 = raw."""
+    v = np.asarray(values, dtype=float)
+    out = np.empty_like(v)
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    acc, w = 0.0, 0.0
+    a, b = smoothing, 1.0 - smoothing
+    for i, val in enumerate(v.tolist()):  # python floats: ~10x faster than indexing numpy scalars
+        if math.isfinite(val):
+            acc = a * acc + b * val
+            w = a * w + b
+        out[i] = acc / w if w else val
+    return out
+
+
+def _col(recs: Iterable[dict], key: str) -> np.ndarray:
+    return np.fromiter(((r.get(key) if r.get(key) is not None else np.nan) for r in recs), dtype=float)
+
+
+def _event_label(ev: dict) -> str:
+    kind = ev.get("event", "")
+    if kind == "set":
+        f, old, new = ev.get("field", "?"), ev.get("old"), ev.get("new")
+        short = {"lr": "lr", "momentum": "mom", "weight_decay": "wd", "aug_strength": "aug"}.get(f, f)
+        fmt = (lambda v: f"{v:.3g}" if isinstance(v, (int, float)) else str(v))
+        return f"{short} {fmt(old)}→{fmt(new)}" if old is not None else f"{short}={fmt(new)}"
+    return {"pause": "⏸", "resume": "▶", "stop": "■ stop", "diverged": "✖ diverged"}.get(kind, kind)
+
+
+def _markers(events: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+    """Vertical lines (layout shapes) and labels (annotations) at the step of each event."""
+    shapes, notes = [], []
+    for i, ev in enumerate(list(events)[-MAX_MARKERS:]):
+        step = ev.get("step")
+        if step is None:
+            continue
+        kind = ev.get("event", "")
+        color = EVENT_COLORS.get(kind, "#888")
+        dash = "dot" if kind in ("pause", "resume") else "dash"
+        shapes.append(dict(type="line", xref="x", yref="paper", x0=step, x1=step, y0=0, y1=1,
+                           line=dict(color=color, width=1.5, dash=dash)))
+        notes.append(dict(x=step, xref="x", y=1.0 - 0.06 * (i % 3), yref="paper", yanchor="bottom",
+                          text=_event_label(ev), showarrow=False, font=dict(size=11, color=color),
+                          bgcolor="rgba(255,255,255,0.7)"))
+    return shapes, notes
+
+
+def series_figure(
+    steps: Sequence[float],
+    loss: Sequence[float],
+    loss_smooth: Sequence[float] | None,
+    epoch_recs: Sequence[dict],
+    events: Sequence[dict] = (),
+    max_points: int = 500,
+    acc: Sequence[float] | None = None,
+    acc_smooth: Sequence[float] | None = None,
+    uirevision: str | None = None,
+) -> go.Figure:
+    """The training figure from step columns (what a per-session curve cache holds)."""
+    traces: list[go.Scatter] = []
+    if len(steps):
+        x, y = downsample(steps, loss, max_points)
+        traces.append(go.Scatter(x=x, y=y, mode="lines", name="loss (step)", line=dict(color=RAW, width=1),
+                                 xaxis="x", yaxis="y", legendgroup="loss"))
+        if loss_smooth is not None and len(loss_smooth):
+            x, y = downsample(steps, loss_smooth, max_points)
+            traces.append(go.Scatter(x=x, y=y, mode="lines", name="loss (smoothed)",
+                                     line=dict(color=SMOOTH, width=2), xaxis="x", yaxis="y"))
+        if acc_smooth is not None and len(acc_smooth):
+            x, y = downsample(steps, acc_smooth, max_points)
+            traces.append(go.Scatter(x=x, y=y, mode="lines", name="train acc (smoothed step)",
+                                     line=dict(color=TRAIN, width=1, dash="dot"), xaxis="x2", yaxis="y2",
+                                     opacity=0.6))
+    if len(epoch_recs):
+        ex = _col(epoch_recs, "step")
+        ep = [int(r.get("epoch", 0)) for r in epoch_recs]
+        hover = [f"epoch {e}" for e in ep]
+        for key, name, color, axis in (
+            ("train_loss", "train loss (epoch)", TRAIN, "y"), ("val_loss", "val loss (epoch)", VAL, "y"),
+            ("train_acc", "train acc (epoch)", TRAIN, "y2"), ("val_acc", "val acc (epoch)", VAL, "y2"),
+        ):
+            traces.append(go.Scatter(
+                x=ex, y=_col(epoch_recs, key), mode="lines+markers", name=name, text=hover,
+                line=dict(color=color, width=2, dash="solid" if "val" in key else "dash"),
+                marker=dict(size=7), xaxis="x" if axis == "y" else "x2", yaxis=axis))
+    shapes, notes = _markers(events)
+    fig = go.Figure(data=traces)
+    fig.update_layout(
+        height=520,
+        margin=dict(l=10, r=10, t=30, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.08, x=0),
+        xaxis=dict(anchor="y", domain=[0, 1], matches="x2", showticklabels=False),
+        yaxis=dict(domain=[0.45, 1.0], title="loss", rangemode="tozero"),
+        xaxis2=dict(anchor="y2", domain=[0, 1], title="step"),
+        yaxis2=dict(domain=[0.0, 0.38], title="accuracy", tickformat=".0%"),
+        shapes=shapes,
+        annotations=notes,
+        uirevision=uirevision,
+        hovermode="x unified",
+    )
+    if not traces:
+        fig.add_annotation(text="no points yet", x=0.5, y=0.7, xref="paper", yref="paper", showarrow=False,
+                           font=dict(size=14, color="#888"))
+    return fig
+
+
+def training_figure(
+    step_recs: Sequence[dict],
+    epoch_recs: Sequence[dict],
+    events: Sequence[dict] = (),
+    smoothing: float = 0.9,
+    max_points: int = 500,
+) -> go.Figure:
+    """Loss per step (raw and EMA-smoothed) with epoch train/val loss on top; accuracy below; event markers."""
+    steps, loss = _col(step_recs, "step"), _col(step_recs, "loss")
+    acc = _col(step_recs, "acc")
+    return series_figure(steps, loss, ema(loss, smoothing) if len(loss) else None, epoch_recs, events,
+                         max_points, acc_smooth=ema(acc, smoothing) if len(acc) else None)
+
+
+def augmentation_preview(images: np.ndarray | Sequence, cols: int = 8, title: str | None = None) -> go.Figure:
+    """A grid of [N,28,28] images in [0,1] (white ink on black), as one heatmap with 2-px gaps."""
+    imgs = np.asarray(images, dtype=float)
+    if imgs.ndim == 4:  # [N,1,28,28]
+        imgs = imgs[:, 0]
+    n = len(imgs)
+    h, w = (imgs.shape[1], imgs.shape[2]) if n else (28, 28)
+    cols = max(1, min(cols, n or 1))
+    rows = max(1, math.ceil(n / cols))
+    gap = 2
+    grid = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        grid[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = imgs[i]
+    fig = go.Figure(go.Heatmap(z=grid, colorscale="gray", zmin=0, zmax=1, showscale=False, hoverinfo="skip"))
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
+    fig.update_layout(height=int(60 + rows * 70), margin=dict(l=0, r=0, t=30 if title else 0, b=0),
+                      title=dict(text=title) if title else None, plot_bgcolor="white")
+    return fig

@@ -1,0 +1,349 @@
+"""The Train page's logic without Streamlit: form defaults from presets, building and validating a
+TrainConfig and a layer spec from widget values, choosing the run to show, progress text, failure
+messages, and a per-session incremental cache of a run's curves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from . import models
+from .data import DataConfig
+from .engine import LIVE_FIELDS, TrainConfig
+from .errors import ConfigError, LabError, SpecError
+
+ACTIVE = ("queued", "running", "paused", "stopping")
+FINISHED = ("done", "stopped", "diverged", "failed", "interrupted")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+CUSTOM = "custom"
+
+# Widget fields of the hyperparameter form (TrainConfig fields, plus DataConfig ones).
+CFG_FIELDS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "step_size", "gamma",
+              "pct_start", "batch_size", "epochs", "label_smoothing", "seed", "device", "channels_last")
+DATA_FIELDS = ("subset", "val_size", "augment", "aug_strength")
+FORM_FIELDS = CFG_FIELDS + DATA_FIELDS
+
+
+def preset_choices() -> list[str]:
+    """Every registered preset, in registry order."""
+    return models.preset_names()
+
+
+def preset_caption(name: str) -> str:
+    """Markdown: a preset's title, description, parameter count and its seed's reported result."""
+    p = models.get_preset(name)
+    return (f"**{p.title}** · {p.params():,} parameters\n\n{p.description}\n\n"
+            f"*Reported:* {p.reported}")
+
+
+def form_defaults(preset: str) -> dict[str, Any]:
+    """Widget values for every form field from a preset's recipe (TrainConfig defaults elsewhere).
+
+    `subset` is 0 for "all training images" (a number input cannot hold None).
+    """
+    p = models.get_preset(preset)
+    cfg = TrainConfig.from_dict(p.recipe)
+    vals: dict[str, Any] = {f: getattr(cfg, f) for f in CFG_FIELDS}
+    vals.update(subset=cfg.data.subset or 0, val_size=cfg.data.val_size, augment=cfg.data.augment,
+                aug_strength=cfg.data.aug_strength)
+    return vals
+
+
+def _as_int(name: str, v: Any) -> int:
+    """Number inputs hand back floats for int fields sometimes; accept only whole numbers."""
+    if isinstance(v, bool):
+        raise ConfigError(name, f"must be an integer, got {v!r}")
+    if isinstance(v, float):
+        if not math.isfinite(v) or not v.is_integer():
+            raise ConfigError(name, f"must be a whole number, got {v!r}")
+        return int(v)
+    if not isinstance(v, int):
+        raise ConfigError(name, f"must be an integer, got {v!r}")
+    return v
+
+
+def build_config(values: dict[str, Any]) -> TrainConfig:
+    """A validated TrainConfig from form values; raises ConfigError naming the first bad field."""
+    missing = [f for f in FORM_FIELDS if f not in values]
+    if missing:
+        raise ConfigError(missing[0], "missing from the form")
+    kw = {f: values[f] for f in CFG_FIELDS}
+    for f in ("step_size", "batch_size", "epochs", "seed"):
+        kw[f] = _as_int(f, kw[f])
+    for f in ("lr", "momentum", "weight_decay", "gamma", "pct_start", "label_smoothing"):
+        if isinstance(kw[f], int) and not isinstance(kw[f], bool):
+            kw[f] = float(kw[f])
+    subset = values["subset"]
+    subset = None if subset in (None, 0, 0.0, "") else _as_int("subset", subset)
+    aug = values["aug_strength"]
+    data = DataConfig(subset=subset, val_size=_as_int("val_size", values["val_size"]),
+                      augment=bool(values["augment"]),
+                      aug_strength=float(aug) if isinstance(aug, int) and not isinstance(aug, bool) else aug)
+    cfg = TrainConfig(data=data, **kw)
+    return cfg.validate()
+
+
+def try_build_config(values: dict[str, Any]) -> tuple[TrainConfig | None, ConfigError | None]:
+    """build_config, with the error returned instead of raised."""
+    try:
+        return build_config(values), None
+    except ConfigError as exc:
+        return None, exc
+
+
+def field_message(exc: ConfigError) -> str:
+    """A ConfigError as a sentence naming its field."""
+    return f"Invalid value for **{exc.field}** — {exc}"
+
+
+@dataclass
+class SpecResult:
+    """A parsed custom architecture: the spec and its summary rows, or the error to show inline."""
+
+    spec: list[dict] | None
+    table: list[dict]
+    total_params: int | None
+    error: str | None
+
+
+def check_spec_text(text: str) -> SpecResult:
+    """Parse and validate a layer text (line format or JSON); never raises for a user's mistake."""
+    try:
+        spec = models.parse_spec_text(text)
+        summary = models.summarize(spec)
+    except SpecError as exc:
+        return SpecResult(None, [], None, str(exc))
+    return SpecResult(spec, layer_table(summary.table()), summary.total_params, None)
+
+
+def layer_table(rows: list[dict]) -> list[dict]:
+    """Summary rows for display: the receptive field as text (a number, or '-' after flatten)."""
+    return [{**r, "receptive field": str(r["receptive field"])} for r in rows]
+
+
+def preset_spec(preset: str) -> tuple[list[dict], list[dict], int]:
+    """A preset's spec, its summary table and parameter count."""
+    p = models.get_preset(preset)
+    s = models.summarize(p.spec)
+    return p.spec, layer_table(s.table()), s.total_params
+
+
+def preset_spec_text(preset: str) -> str:
+    return models.spec_to_text(models.get_preset(preset).spec)
+
+
+# ----------------------------------------------------------------------------- watching runs
+
+def is_active(status: str | None) -> bool:
+    return status in ACTIVE
+
+
+def pick_run(candidates: Iterable[str | None], jobs: list[Any]) -> str | None:
+    """The run to show: the first candidate that is a known job, else the newest active job, else the newest.
+
+    `candidates` in priority order (session state, then the URL's ?run=); `jobs` newest first.
+    """
+    ids = [j.id for j in jobs]
+    for c in candidates:
+        if c and c in ids:
+            return c
+    for j in jobs:
+        if is_active(j.status):
+            return j.id
+    return ids[0] if ids else None
+
+
+def fmt_duration(s: float | None) -> str:
+    """Seconds as '1h 02m', '3m 05s', '12s'; '—' when unknown."""
+    if s is None or not math.isfinite(s) or s < 0:
+        return "—"
+    s = int(round(s))
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s}s"
+
+
+def progress(view: Any) -> tuple[float, str]:
+    """Progress fraction and its line: epoch, step, ETA, images/s."""
+    total = getattr(view, "total_steps", 0) or 0
+    step = getattr(view, "step", 0) or 0
+    frac = min(1.0, max(0.0, step / total)) if total else 0.0
+    spe = getattr(view, "steps_per_epoch", 0) or 0
+    epochs = getattr(view, "epochs", 0) or 0
+    if spe and view.status in ACTIVE:  # the epoch being trained, 1-based
+        cur = min(epochs or 10**9, step // spe + 1)
+    else:
+        cur = getattr(view, "epoch", 0) or 0
+    parts = [f"epoch {cur}/{epochs or '?'}", f"step {step}/{total or '?'}"]
+    if view.status in ("running",):
+        parts.append(f"ETA {fmt_duration(view.eta_s)}")
+    if view.ips:
+        parts.append(f"{view.ips:,.0f} img/s")
+    return frac, " · ".join(parts)
+
+
+def status_line(view: Any) -> tuple[str, str]:
+    """(level, text) for a run's status: level is info | success | warning | error."""
+    st, msg = view.status, (view.message or "").strip()
+    if st == "done":
+        test = f"; test accuracy {view.test_acc:.2%}" if view.test_acc is not None else ""
+        best = f"best validation accuracy {view.best_val_acc:.2%}" if view.best_val_acc is not None else "finished"
+        return "success", f"Done: {best}{test}."
+    if st == "diverged":
+        return "error", f"Diverged: {msg or f'the loss became NaN/inf at step {view.step}'}"
+    if st == "failed":
+        return "error", f"Failed: {short_cause(msg)}"
+    if st == "stopped":
+        return "warning", msg or f"Stopped at step {view.step}."
+    if st == "interrupted":
+        return "warning", msg or "Interrupted: the process that trained it ended."
+    if st == "paused":
+        return "info", "Paused — press Resume to continue."
+    if st == "queued":
+        return "info", msg or "Queued: waiting for a free training slot (2 run at once)."
+    return "info", f"Training… {msg}".strip()
+
+
+def short_cause(message: str, limit: int = 600) -> str:
+    """A failure message for display: data-missing messages whole (they list paths), others trimmed."""
+    message = (message or "unknown error").strip()
+    if message.startswith("MNIST is not available"):
+        return message
+    first = message.splitlines()[0]
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def job_rows(jobs: list[Any], names: dict[str, str] | None = None) -> list[dict]:
+    """One table row per job for the run list (`names` overrides display names, e.g. after a rename)."""
+    rows = []
+    for j in jobs:
+        rows.append({
+            "name": (names or {}).get(j.id, j.name), "status": j.status, "preset": j.preset,
+            "epoch": f"{j.epoch or 0}/{j.epochs or '?'}",
+            "best val acc": f"{j.best_val_acc:.2%}" if j.best_val_acc is not None else "",
+            "id": j.id,
+        })
+    return rows
+
+
+def live_changes(current: dict[str, float], wanted: dict[str, Any]) -> dict[str, float]:
+    """The live fields whose wanted value differs from the current one (relative tolerance 1e-9)."""
+    out = {}
+    for k in LIVE_FIELDS:
+        if k not in wanted or wanted[k] is None:
+            continue
+        new, old = wanted[k], current.get(k)
+        if isinstance(new, bool) or not isinstance(new, (int, float)):
+            raise ConfigError(k, f"must be a number, got {new!r}")
+        if old is None or not math.isclose(float(new), float(old), rel_tol=1e-9, abs_tol=0.0):
+            out[k] = float(new)
+    return out
+
+
+# ----------------------------------------------------------------------------- curve cache
+
+@dataclass
+class CurveCache:
+    """A session's columns of one run's curves, fed incrementally by `records_since` (reads only new records).
+
+    The EMA is extended point by point, so a poll costs O(new records) plus the downsampled figure,
+    and the figure is rebuilt only when something new arrived.
+    """
+
+    run_id: str
+    smoothing: float = 0.9
+    max_points: int = 500
+    k: int = 0
+    steps: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    loss_ema: list[float] = field(default_factory=list)
+    acc_ema: list[float] = field(default_factory=list)
+    epochs: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    _ema: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss acc, acc acc, weight
+    _fig: Any = None
+    _fig_key: tuple | None = None
+
+    def update(self, view: Any) -> bool:
+        """Pull new records from a JobView; True if any arrived."""
+        recs, self.k = view.records_since(self.k)
+        if recs:
+            self.add(recs)
+        return bool(recs)
+
+    def add(self, recs: Iterable[dict]) -> None:
+        a = self.smoothing
+        b = 1.0 - a
+        la, aa, w = self._ema
+        for r in recs:
+            kind = r.get("kind")
+            if kind == "step":
+                loss = r.get("loss")
+                if loss is None or not math.isfinite(loss):
+                    continue
+                acc = r.get("acc") or 0.0
+                la, aa, w = a * la + b * loss, a * aa + b * acc, a * w + b
+                self.steps.append(r["step"])
+                self.loss.append(loss)
+                self.loss_ema.append(la / w)
+                self.acc_ema.append(aa / w)
+            elif kind == "epoch":
+                self.epochs.append(r)
+            elif kind == "event":
+                self.events.append(r)
+        self._ema = [la, aa, w]
+
+    @property
+    def n_points(self) -> int:
+        return len(self.steps)
+
+    def figure(self) -> Any:
+        """The (cached) training figure; rebuilt only when records were added since the last call."""
+        from .plots.curves import series_figure
+
+        key = (len(self.steps), len(self.epochs), len(self.events))
+        if self._fig is None or key != self._fig_key:
+            self._fig = series_figure(self.steps, self.loss, self.loss_ema, self.epochs, self.events,
+                                      self.max_points, acc_smooth=self.acc_ema, uirevision=self.run_id)
+            self._fig_key = key
+        return self._fig
+
+
+def spec_for_launch(preset: str, custom: bool, text: str) -> tuple[str, list[dict]]:
+    """(preset label, spec) to submit: the preset's spec, or the parsed custom text (SpecError if it fails)."""
+    if not custom:
+        return preset, models.get_preset(preset).spec
+    res = check_spec_text(text)
+    if res.error:
+        raise SpecError(res.error)
+    return CUSTOM, res.spec
+
+
+def launch(manager: Any, preset: str, custom: bool, text: str, values: dict[str, Any],
+           name: str | None = None) -> str:
+    """Validate everything, then submit to the job manager; returns the run id. Raises LabError subclasses."""
+    label, spec = spec_for_launch(preset, custom, text)
+    cfg = build_config(values)
+    name = (name or "").strip() or None
+    return manager.submit(label, spec, cfg, name=name)
+
+
+__all__ = ["ACTIVE", "CUSTOM", "CurveCache", "LabError", "build_config", "check_spec_text", "form_defaults",
+           "launch", "pick_run", "progress", "status_line"]
+
+
+def augmented_examples(mnist: Any, strength: float, n: int = 8, seed: int = 0) -> Any:
+    """n real training digits followed by the same digits augmented at `strength`: float array [2n,28,28] in [0,1]."""
+    import torch
+
+    from .data import augment_batch
+
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(mnist.train_x), generator=g)[:n]
+    x = mnist.train_x.index_select(0, idx).float().div(255.0).unsqueeze(1)
+    aug = augment_batch(x, float(strength), g) if strength > 0 else x
+    return torch.cat([x, aug]).squeeze(1).numpy()

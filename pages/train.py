@@ -1,0 +1,223 @@
+"""Train page: choose a preset or a custom architecture, set hyperparameters, launch a background run,
+watch its curves live, pause / resume / stop it and tweak it while it trains.
+
+Thin: widgets → cnnlab.trainform / the job manager → render. One top-level fragment polls the
+selected run about once a second; it reads only new records (a per-session curve cache).
+"""
+
+import streamlit as st
+
+from cnnlab import data
+from cnnlab import trainform as tf
+from cnnlab import ui
+from cnnlab.errors import ConfigError, DataMissingError, LabError, SpecError
+from cnnlab.plots.curves import augmentation_preview
+
+K = "train_"  # widget-key namespace of this page
+manager = ui.get_manager()
+
+
+def _apply_preset() -> None:
+    """Preset changed: reset the form and the layer text to the preset's recipe and layers."""
+    preset = st.session_state[K + "preset"]
+    for f, v in tf.form_defaults(preset).items():
+        st.session_state[K + f] = v
+    st.session_state[K + "spec_text"] = tf.preset_spec_text(preset)
+
+
+# Widget keys vanish when their widget is not drawn (other page, hidden option): refill from the preset.
+st.session_state.setdefault(K + "preset", "fast")
+_defaults = tf.form_defaults(st.session_state[K + "preset"])
+for _f, _v in _defaults.items():
+    st.session_state.setdefault(K + _f, _v)
+st.session_state.setdefault(K + "spec_text", tf.preset_spec_text(st.session_state[K + "preset"]))
+
+st.title("Train")
+setup, watch_col = st.columns([2, 3], gap="large")
+
+# ----------------------------------------------------------------------------- setup
+with setup:
+    st.subheader("1 · Architecture")
+    preset = st.selectbox("Preset", tf.preset_choices(), key=K + "preset", on_change=_apply_preset,
+                          help="Defaults of every hyperparameter below come from the chosen preset.")
+    st.markdown(tf.preset_caption(preset))
+    custom = st.toggle("Custom layers (edit the architecture)", key=K + "custom")
+    if custom:
+        text = st.text_area("Layers", key=K + "spec_text", height=260,
+                            help="One layer per line, e.g. `conv out=16 k=3 pad=1`, or a JSON list.")
+        checked = tf.check_spec_text(text)
+        if checked.error:
+            st.error(f"Architecture does not fit: {checked.error}")
+        else:
+            st.caption(f"{checked.total_params:,} parameters")
+            st.dataframe(checked.table, hide_index=True, height=240)
+    else:
+        text = ""
+        _, table, total = tf.preset_spec(preset)
+        with st.expander(f"Layer summary · {total:,} parameters"):
+            st.dataframe(table, hide_index=True)
+
+    st.subheader("2 · Hyperparameters")
+    c1, c2, c3 = st.columns(3)
+    c1.selectbox("Optimizer", ["sgd", "adam", "adamw"], key=K + "optimizer")
+    c2.number_input("Learning rate", key=K + "lr", format="%g", step=1e-4)
+    c3.number_input("Momentum", key=K + "momentum", format="%g", step=0.01,
+                    help="SGD momentum; beta1 for Adam/AdamW.")
+    c1.number_input("Weight decay", key=K + "weight_decay", format="%g", step=1e-4)
+    c2.selectbox("Scheduler", ["none", "step", "onecycle", "cosine"], key=K + "scheduler")
+    c3.checkbox("Nesterov", key=K + "nesterov")
+    sched = st.session_state[K + "scheduler"]
+    if sched == "step":
+        c1.number_input("Step size (epochs)", key=K + "step_size", step=1)
+        c2.number_input("Gamma", key=K + "gamma", format="%g", step=0.05)
+    elif sched == "onecycle":
+        c1.number_input("Warm-up fraction", key=K + "pct_start", format="%g", step=0.05)
+    c1.number_input("Batch size", key=K + "batch_size", step=1)
+    c2.number_input("Epochs", key=K + "epochs", step=1)
+    c3.number_input("Label smoothing", key=K + "label_smoothing", format="%g", step=0.05)
+    c1.number_input("Seed", key=K + "seed", step=1)
+    c2.selectbox("Device", list(tf.DEVICES), key=K + "device")
+    c3.checkbox("channels_last", key=K + "channels_last", help="Roughly doubles CPU speed of small conv nets.")
+
+    st.subheader("3 · Data")
+    d1, d2 = st.columns(2)
+    d1.number_input("Training subset (0 = all)", key=K + "subset", step=500)
+    d2.number_input("Validation images", key=K + "val_size", step=500)
+    d1.checkbox("Augmentation", key=K + "augment")
+    d2.number_input("Augmentation strength", key=K + "aug_strength", format="%g", step=0.1,
+                    help="0 = none, 1 = seed 001's ±15°, ±10% zoom, ±2 px shift.")
+    if st.session_state[K + "augment"]:
+        with st.expander("Augmentation preview", expanded=False):
+            try:
+                imgs = tf.augmented_examples(data.load_mnist(), st.session_state[K + "aug_strength"] or 0)
+                st.plotly_chart(augmentation_preview(imgs, cols=8, title="top: original · bottom: augmented"),
+                                config={"displayModeBar": False})
+            except DataMissingError as exc:
+                st.warning(str(exc))
+            except (ValueError, TypeError):
+                st.caption("Set a valid strength to see the preview.")
+
+    values = {f: st.session_state.get(K + f, _defaults[f]) for f in tf.FORM_FIELDS}
+    cfg, cfg_err = tf.try_build_config(values)
+    if cfg_err:
+        st.error(tf.field_message(cfg_err))
+
+    st.subheader("4 · Launch")
+    name = st.text_input("Run name (optional)", key=K + "name", placeholder="e.g. fast, lr 0.1")
+    if st.button("Launch", key=K + "launch", type="primary"):
+        if cfg_err or (custom and checked.error):
+            st.error("Not launched: fix the value marked above first.")
+        else:
+            try:
+                rid = tf.launch(manager, preset, custom, text, values, name=name)
+            except ConfigError as exc:
+                st.error(tf.field_message(exc))
+            except (SpecError, LabError) as exc:
+                ui.show_error(exc)
+            else:
+                st.session_state[K + "run"] = rid
+                st.query_params["run"] = rid
+                st.toast(f"Launched {rid}")
+
+
+# ----------------------------------------------------------------------------- watch
+def _select_run() -> None:
+    st.session_state[K + "run"] = st.session_state[K + "show"]
+
+
+def _rename(rid: str) -> None:
+    rename = getattr(manager, "rename", None) or manager.store.rename
+    try:
+        stored = rename(rid, st.session_state[K + f"rename_{rid}"])
+        st.session_state.setdefault(K + "names", {})[rid] = stored  # job views keep the launch name
+    except LabError as exc:
+        st.session_state[K + "flash"] = str(exc)
+
+
+def _controls(v) -> None:
+    """Pause / Resume / Stop for the shown run."""
+    b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+    active = tf.is_active(v.status)
+    try:
+        if b1.button("Pause", key=K + "pause", disabled=v.status not in ("running", "queued")):
+            manager.pause(v.id)
+        if b2.button("Resume", key=K + "resume", disabled=v.status != "paused"):
+            manager.unpause(v.id)
+        if b3.button("Stop", key=K + "stop", disabled=not active):
+            manager.stop(v.id)
+    except LabError as exc:
+        ui.show_error(exc)
+
+
+def _live_panel(v) -> None:
+    """Live-tweak form: each applied change is a `set` event, marked on the curves."""
+    live = v.live_values() or {}
+    labels = {"lr": "Live learning rate", "momentum": "Live momentum", "weight_decay": "Live weight decay",
+              "aug_strength": "Live augmentation strength"}
+    with st.form(K + "live_form", border=True):
+        st.markdown("**Live tweak** — applies to the running job at its next step")
+        cols = st.columns(4)
+        for col, (f, label) in zip(cols, labels.items()):
+            key = K + f"live_{v.id}_{f}"
+            st.session_state.setdefault(key, float(live.get(f, 0.0)))
+            col.number_input(label, key=key, format="%g", step=0.001 if f == "lr" else 0.01)
+        applied = st.form_submit_button("Apply", disabled=not tf.is_active(v.status))
+    if applied:
+        wanted = {f: st.session_state[K + f"live_{v.id}_{f}"] for f in labels}
+        try:
+            changes = tf.live_changes(live, wanted)
+            if changes:
+                manager.set_live(v.id, **changes)
+                st.toast("Applied: " + ", ".join(f"{k}={x:g}" for k, x in changes.items()))
+        except ConfigError as exc:
+            st.error(tf.field_message(exc))
+        except LabError as exc:
+            ui.show_error(exc)
+
+
+@st.fragment(run_every=1.0)
+def watch() -> None:
+    """Polls the job manager: run list, status, progress, controls and curves of the shown run."""
+    st.subheader("Runs")
+    jobs = manager.jobs()
+    if not jobs:
+        st.info("No runs yet — choose a preset, then press **Launch**. Runs keep training while you "
+                "switch pages, and a reload finds them again.")
+        return
+    rid = tf.pick_run([st.session_state.get(K + "run"), st.query_params.get("run")], jobs)
+    st.session_state[K + "run"] = rid
+    if st.query_params.get("run") != rid:
+        st.query_params["run"] = rid
+    by_id = {j.id: j for j in jobs}
+    names = {j.id: j.name for j in jobs} | st.session_state.get(K + "names", {})
+    st.session_state[K + "show"] = rid
+    st.selectbox("Show run", list(by_id), key=K + "show", on_change=_select_run,
+                 format_func=lambda i: f"{names[i]} · {by_id[i].preset}")  # stable label: status is below
+    if len(jobs) > 1:
+        st.dataframe(tf.job_rows(jobs, names), hide_index=True, height=min(38 * (len(jobs) + 1), 220))
+    v = by_id[rid]
+
+    st.session_state.setdefault(K + f"rename_{rid}", names[rid])
+    st.text_input("Run name", key=K + f"rename_{rid}", on_change=_rename, args=(rid,))
+    if K + "flash" in st.session_state:
+        st.warning(st.session_state.pop(K + "flash"))
+    level, line = tf.status_line(v)
+    getattr(st, level)(line)
+    if v.status == "failed" and v.traceback:
+        with st.expander("Traceback"):
+            st.code(v.traceback)
+    frac, ptext = tf.progress(v)
+    st.progress(frac, text=ptext)
+    _controls(v)
+
+    cache = st.session_state.get(K + "curves")
+    if cache is None or cache.run_id != rid:
+        cache = st.session_state[K + "curves"] = tf.CurveCache(rid)
+    cache.update(v)
+    st.plotly_chart(cache.figure(), key=K + "chart", config={"displaylogo": False})
+    st.caption(f"{cache.n_points:,} steps recorded · at most {cache.max_points} points drawn per curve")
+    _live_panel(v)
+
+
+with watch_col:
+    watch()

@@ -1,0 +1,195 @@
+"""Train page through streamlit.testing.v1.AppTest: real job manager, real MNIST, tiny runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cnnlab import ui
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
+K = "train_"
+
+
+@pytest.fixture
+def manager(_tmp_store):
+    """A fresh process-wide manager on this test's temp store; its jobs are stopped afterwards."""
+    ui.get_manager.clear()
+    m = ui.get_manager()
+    yield m
+    for j in m.jobs():
+        try:
+            m.stop(j.id)
+        except Exception:
+            pass
+    deadline = time.time() + 30
+    while m.live_ids() and time.time() < deadline:
+        time.sleep(0.1)
+    ui.get_manager.clear()
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _tiny(at: AppTest, subset: int = 512, epochs: int = 1, batch: int = 64) -> None:
+    at.number_input(key=K + "subset").set_value(subset)
+    at.number_input(key=K + "val_size").set_value(500)
+    at.number_input(key=K + "epochs").set_value(epochs)
+    at.number_input(key=K + "batch_size").set_value(batch)
+    at.run()
+
+
+def _wait(pred, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("error", "warning", "info", "success") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_no_runs_hint_and_preset_defaults(manager):
+    at = _app()
+    assert "No runs yet" in _texts(at)
+    assert at.selectbox(key=K + "preset").value == "fast"
+    assert at.number_input(key=K + "lr").value == pytest.approx(0.2)
+    at.selectbox(key=K + "preset").set_value("seed002").run()
+    assert at.number_input(key=K + "lr").value == pytest.approx(1e-3)
+    assert at.number_input(key=K + "batch_size").value == 32
+    assert at.number_input(key=K + "subset").value == 18000
+    assert at.selectbox(key=K + "optimizer").value == "adam"
+    assert any("18k-image subset" in m.value for m in at.markdown)  # description
+    assert any("Reported" in m.value for m in at.markdown)
+    assert not at.exception
+
+
+def test_invalid_value_refused_before_launch(manager):
+    at = _app()
+    at.number_input(key=K + "lr").set_value(0.0).run()
+    assert any("**lr**" in e.value for e in at.error), _texts(at)
+    at.button(key=K + "launch").click().run()
+    assert any("Not launched" in e.value for e in at.error)
+    assert manager.jobs() == []
+    at.number_input(key=K + "lr").set_value(0.05)
+    at.number_input(key=K + "subset").set_value(70000).run()
+    assert any("**subset**" in e.value for e in at.error)
+    assert manager.jobs() == []
+
+
+def test_misfit_custom_architecture_shows_its_error(manager):
+    at = _app()
+    at.toggle(key=K + "custom").set_value(True).run()
+    assert at.text_area(key=K + "spec_text").value.startswith("conv out=32")
+    assert not at.error
+    at.text_area(key=K + "spec_text").input("conv out=8 k=5\nmaxpool k=2\nmaxpool k=2\nmaxpool k=2\n"
+                                            "conv out=8 k=5\nflatten\nlinear out=10").run()
+    errs = [e.value for e in at.error]
+    assert any("Architecture does not fit" in e and "layer 4 (conv)" in e for e in errs), errs
+    at.button(key=K + "launch").click().run()
+    assert manager.jobs() == []
+    # a fitting edit clears the error and shows the summary
+    at.text_area(key=K + "spec_text").input("conv out=8 k=3\nrelu\nmaxpool k=2\nflatten\nlinear out=10").run()
+    assert not at.error
+    assert any("parameters" in c.value for c in at.caption)
+
+
+def test_launch_tiny_run_then_pause_resume_stop(manager):
+    at = _app()
+    _tiny(at, subset=2000, epochs=2, batch=16)
+    at.text_input(key=K + "name").input("tiny from the page")
+    at.button(key=K + "launch").click().run()
+    assert not at.exception and not at.error, _texts(at)
+    jobs = manager.jobs()
+    assert len(jobs) == 1
+    rid = jobs[0].id
+    assert jobs[0].name == "tiny from the page"
+    assert at.session_state[K + "run"] == rid and at.query_params["run"] in (rid, [rid])
+    _wait(lambda: manager.get(rid).step >= 3, what="first steps")
+    at.run()
+    assert at.selectbox(key=K + "show").value == rid
+    cache = at.session_state[K + "curves"]
+    assert cache.run_id == rid and cache.n_points >= 3
+    n0 = cache.n_points
+
+    at.button(key=K + "pause").click().run()
+    _wait(lambda: manager.get(rid).status == "paused", what="paused")
+    at.run()
+    assert any("Paused" in i.value for i in at.info)
+    step_paused = manager.get(rid).step
+    time.sleep(0.5)
+    assert manager.get(rid).step == step_paused
+
+    # live tweak while paused: recorded as a set event when the loop resumes
+    at.number_input(key=K + f"live_{rid}_lr").set_value(0.01)
+    at.button(key="FormSubmitter:train_live_form-Apply").click().run()
+    assert not at.error, _texts(at)
+    at.button(key=K + "resume").click().run()
+    _wait(lambda: manager.get(rid).step > step_paused, what="steps after resume")
+    _wait(lambda: any(r.get("event") == "set" for r in manager.get(rid).records_since(0)[0]), what="set event")
+    at.button(key=K + "stop").click().run()
+    _wait(lambda: manager.get(rid).status in ("stopped", "done"), what="stopped")
+    at.run()
+    cache = at.session_state[K + "curves"]
+    assert cache.n_points > n0
+    assert [e["event"] for e in cache.events][:3] == ["pause", "resume", "set"] or \
+        {"pause", "resume", "set"} <= {e["event"] for e in cache.events}
+    assert any("Stopped" in w.value or "stopped" in w.value for w in at.warning) or \
+        manager.get(rid).status == "done"
+    assert not at.exception
+
+
+def test_refresh_reattaches_via_query_param(manager):
+    from cnnlab import trainform as tf
+
+    vals = tf.form_defaults("fast")
+    vals.update(subset=512, val_size=500, epochs=1, batch_size=64)
+    rid_a = manager.submit("fast", tf.preset_spec("fast")[0], tf.build_config(vals), name="a")
+    rid_b = manager.submit("fast", tf.preset_spec("fast")[0], tf.build_config(vals), name="b")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = rid_a
+    at.run()
+    assert at.selectbox(key=K + "show").value == rid_a
+    at.selectbox(key=K + "show").set_value(rid_b).run()
+    assert at.session_state[K + "run"] == rid_b and at.query_params["run"] in (rid_b, [rid_b])
+    assert len(at.dataframe) >= 1  # the run list shows both
+
+
+def test_data_missing_shown_as_message_with_paths(manager, tmp_path, monkeypatch):
+    empty = tmp_path / "no-mnist"
+    empty.mkdir()
+    monkeypatch.setenv("CNNLAB_DATA_DIR", str(empty))
+    at = _app()
+    _tiny(at)
+    at.button(key=K + "launch").click().run()
+    rid = manager.jobs()[0].id
+    _wait(lambda: manager.get(rid).status == "failed", what="failed")
+    at.run()
+    errs = "\n".join(e.value for e in at.error)
+    assert "MNIST is not available" in errs and str(empty / "MNIST" / "raw") in errs
+    assert not at.exception  # a message, not a traceback
+
+
+def test_rename_from_the_page(manager):
+    from cnnlab import trainform as tf
+
+    vals = tf.form_defaults("fast")
+    vals.update(subset=256, val_size=500, epochs=1, batch_size=64)
+    rid = manager.submit("fast", tf.preset_spec("fast")[0], tf.build_config(vals))
+    at = _app()
+    at.text_input(key=K + f"rename_{rid}").input("my renamed run").run()
+    assert manager.store.get(rid).meta["name"] == "my renamed run"
+    assert at.selectbox(key=K + "show").value == rid
+    assert not at.exception
