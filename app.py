@@ -1,12 +1,17 @@
-"""CNN Lab: `streamlit run app.py`. Routes to the pages; nothing else of substance lives here."""
+"""CNN Lab: `streamlit run app.py`. Routes to the pages; nothing else of substance lives here.
+
+The page scripts live in app_pages/, not pages/: with a pages/ folder beside app.py, a freshly started
+Streamlit serves the first session's URL (e.g. a tab reconnecting to /train after a restart) with its
+legacy multipage mode, running the page script without this file (no layout, file names in the nav).
+"""
 
 import streamlit as st
 
 st.set_page_config(page_title="CNN Lab", page_icon="🧪", layout="wide")
 
 pages = [
-    st.Page("pages/train.py", title="Train", icon="🏋️", default=True, url_path="train"),
-    st.Page("pages/draw.py", title="Draw", icon="✏️", url_path="draw"),
-    st.Page("pages/compare.py", title="Compare", icon="📊", url_path="compare"),
+    st.Page("app_pages/train.py", title="Train", icon="🏋️", default=True, url_path="train"),
+    st.Page("app_pages/draw.py", title="Draw", icon="✏️", url_path="draw"),
+    st.Page("app_pages/compare.py", title="Compare", icon="📊", url_path="compare"),
 ]
 st.navigation(pages).run()

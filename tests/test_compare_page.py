@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from test_compare import _evil_pickle, runs_template, store  # noqa: F401  (fixtures)
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "compare.py")
 K = "compare_"
 
 

@@ -14,7 +14,7 @@ from cnnlab.models import build_model, get_preset
 from cnnlab.recorder import run_config
 from cnnlab.runs import RunStore
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "draw.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "draw.py")
 K = "draw_"
 
 

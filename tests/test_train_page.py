@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnnlab import ui
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "train.py")
 K = "train_"
 
 
