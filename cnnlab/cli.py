@@ -102,12 +102,13 @@ def final_json(result: Any, run_id: str | None, params: int, wall_s: float) -> d
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    t0 = time.perf_counter()  # wall_s counts from here: data loading included
     from . import data as D
     from .engine import TrainConfig, Trainer
     from .models import get_preset, summarize
     from .recorder import RunRecorder, create_run
     from .runs import RunStore
+
+    t0 = time.perf_counter()  # wall_s counts from here (after imports): data loading included
 
     p = get_preset(args.preset)
     over, data_over = recipe_overrides(args)
