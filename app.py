@@ -10,8 +10,8 @@ import streamlit as st
 st.set_page_config(page_title="CNN Lab", page_icon="🧪", layout="wide")
 
 pages = [
-    st.Page("app_pages/train.py", title="Train", icon="🏋️", default=True, url_path="train"),
-    st.Page("app_pages/draw.py", title="Draw", icon="✏️", url_path="draw"),
-    st.Page("app_pages/compare.py", title="Compare", icon="📊", url_path="compare"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", default=True, url_path="train"),
+    st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
 ]
 st.navigation(pages).run()
