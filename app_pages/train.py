@@ -45,6 +45,7 @@ with setup:
     if custom:
         text = st.text_area("Layers", key=K + "spec_text", height=260,
                             help="One layer per line, e.g. `conv out=16 k=3 pad=1`, or a JSON list.")
+        st.caption(tf.limits_caption())
         checked = tf.check_spec_text(text)
         if checked.error:
             st.error(f"Architecture does not fit: {checked.error}")
@@ -180,16 +181,23 @@ def watch() -> None:
     """Polls the job manager: run list, status, progress, controls and curves of the shown run."""
     st.subheader("Runs")
     jobs = manager.jobs()
-    if not jobs:
+    rid = tf.choose_run([st.session_state.get(K + "run"), st.query_params.get("run")], jobs,
+                        lambda c: tf.is_stored_run(manager, c))
+    by_id = {j.id: j for j in jobs}
+    if rid is not None and rid not in by_id:  # a run only the store knows: its curves from disk
+        stored = _stored(rid)
+        if stored is None:
+            rid = tf.pick_run([], jobs)
+        else:
+            by_id[rid] = stored
+    if rid is None:
         st.info("No runs yet — choose a preset, then press **Launch**. Runs keep training while you "
                 "switch pages, and a reload finds them again.")
         return
-    rid = tf.pick_run([st.session_state.get(K + "run"), st.query_params.get("run")], jobs)
     st.session_state[K + "run"] = rid
     if st.query_params.get("run") != rid:
         st.query_params["run"] = rid
-    by_id = {j.id: j for j in jobs}
-    names = {j.id: j.name for j in jobs} | st.session_state.get(K + "names", {})
+    names = {i: v.name for i, v in by_id.items()} | st.session_state.get(K + "names", {})
     st.session_state[K + "show"] = rid
     st.selectbox("Show run", list(by_id), key=K + "show", on_change=_select_run,
                  format_func=lambda i: f"{names[i]} · {by_id[i].preset}")  # stable label: status is below
@@ -210,14 +218,122 @@ def watch() -> None:
     st.progress(frac, text=ptext)
     _controls(v)
 
+    source = "job" if rid in {j.id for j in jobs} else st.session_state[K + "stored"][0]
     cache = st.session_state.get(K + "curves")
-    if cache is None or cache.run_id != rid:
+    if cache is None or cache.run_id != rid or st.session_state.get(K + "curves_src") != source:
         cache = st.session_state[K + "curves"] = tf.CurveCache(rid)
+        st.session_state[K + "curves_src"] = source
     cache.update(v)
     st.plotly_chart(cache.figure(), key=K + "chart", config={"displaylogo": False})
     st.caption(f"{cache.n_points:,} steps recorded · at most {cache.max_points} points drawn per curve")
-    _live_panel(v)
+    if source == "job":
+        _live_panel(v)
+    else:
+        st.caption("Saved run: use **Saved runs** below to resume or fork it.")
+
+
+def _stored(rid: str):
+    """The session's cached StoredRunView of `rid`, re-read when its files change; None if unreadable."""
+    try:
+        key = tf.stored_key(manager, rid)
+    except LabError:
+        return None
+    cached = st.session_state.get(K + "stored")
+    if cached is None or cached[0] != key:
+        view = tf.stored_view(manager, rid)
+        if view is None:
+            return None
+        cached = st.session_state[K + "stored"] = (key, view)
+    return cached[1]
+
+
+def _show_saved(rid: str) -> None:
+    st.session_state[K + "run"] = rid
+    st.query_params["run"] = rid
+
+
+def _resume_saved(rid: str) -> None:
+    try:
+        manager.resume(rid)
+    except LabError as exc:
+        st.session_state[K + "saved_flash"] = str(exc)
+    else:
+        _show_saved(rid)
+        st.session_state[K + "saved_toast"] = f"Resumed {rid}"
+
+
+def _fork_saved(rid: str) -> None:
+    g = lambda f: st.session_state.get(K + f"fork_{rid}_{f}")  # noqa: E731
+    try:
+        new = tf.fork_run(manager, rid, g("epoch"), g("lr"), g("epochs"), g("optimizer"), name=g("name"))
+    except ConfigError as exc:
+        st.session_state[K + "saved_flash"] = tf.field_message(exc)
+    except LabError as exc:
+        st.session_state[K + "saved_flash"] = str(exc)
+    else:
+        _show_saved(new)
+        st.session_state[K + "saved_toast"] = f"Forked {rid} → {new}"
+
+
+def saved_panel() -> None:
+    """Runs in the store that this process is not training: resume, fork, or show their curves."""
+    st.subheader("Saved runs")
+    try:
+        infos = tf.saved_runs(manager)
+    except (LabError, OSError) as exc:
+        st.error(f"Cannot list the run store: {exc}")
+        return
+    if K + "saved_flash" in st.session_state:
+        st.error(st.session_state.pop(K + "saved_flash"))
+    if K + "saved_toast" in st.session_state:
+        st.toast(st.session_state.pop(K + "saved_toast"))
+    if not infos:
+        st.caption("No saved runs yet. Every run is saved as it trains and survives a restart of the app.")
+        return
+    shown = infos[: tf.SAVED_SHOWN]
+    st.dataframe(tf.saved_rows(shown), hide_index=True, height=min(38 * (len(shown) + 1), 260))
+    if len(infos) > len(shown):
+        st.caption(f"{len(infos) - len(shown)} older runs not shown here; the Compare page lists them all.")
+    by_id = {r.id: r for r in shown}
+    if st.session_state.get(K + "saved") not in by_id:
+        st.session_state[K + "saved"] = shown[tf.default_saved(shown)].id
+    rid = st.selectbox("Saved run", list(by_id), key=K + "saved", format_func=lambda i: tf.saved_label(by_id[i]))
+    info = by_id[rid]
+    level, line = tf.saved_status_line(info)
+    getattr(st, level)(line)
+    if info.status == "error":
+        return  # a damaged folder: its error, nothing to press
+    b1, b2, _ = st.columns([2, 1, 2])
+    b1.button("Resume from last epoch", key=K + "saved_resume", on_click=_resume_saved, args=(rid,),
+              disabled=not tf.can_resume(info), type="primary",
+              help="Continue in the same run folder from its last saved epoch (interrupted, stopped, "
+                   "failed or diverged runs).")
+    b2.button("Show curves", key=K + "saved_show", on_click=_show_saved, args=(rid,))
+    try:
+        fd = tf.fork_defaults(manager, rid)
+    except LabError as exc:
+        st.caption(f"Cannot fork: {exc}")
+        return
+    if not fd.epochs_available:
+        st.caption("No saved epoch to fork from.")
+        return
+    with st.expander("Fork from a saved epoch"):
+        with st.form(K + "fork_form", border=False):
+            f = lambda n: K + f"fork_{rid}_{n}"  # noqa: E731
+            st.session_state.setdefault(f("epoch"), fd.epochs_available[-1])
+            st.session_state.setdefault(f("lr"), fd.lr)
+            st.session_state.setdefault(f("epochs"), fd.epochs)
+            st.session_state.setdefault(f("optimizer"), fd.optimizer)
+            c1, c2, c3, c4 = st.columns(4)
+            c1.selectbox("From epoch", fd.epochs_available, key=f("epoch"))
+            c2.number_input("Fork learning rate", key=f("lr"), format="%g", step=1e-4)
+            c3.number_input("Fork epochs (last epoch)", key=f("epochs"), step=1,
+                            help="Counted like the parent's: must be more than the fork epoch.")
+            c4.selectbox("Fork optimizer", ["sgd", "adam", "adamw"], key=f("optimizer"))
+            st.text_input("Fork name (optional)", key=f("name"))
+            st.form_submit_button("Fork", on_click=_fork_saved, args=(rid,))
 
 
 with watch_col:
     watch()
+    saved_panel()

@@ -31,8 +31,13 @@ def _num(field_name: str, v: Any, lo: float, hi: float, *, lo_open: bool = False
     if not math.isfinite(v):
         raise ConfigError(field_name, f"must be a finite number, got {v!r}")
     if (v <= lo if lo_open else v < lo) or v > hi:
-        lo_s = f"greater than {lo:g}" if lo_open else f"at least {lo:g}"
-        raise ConfigError(field_name, f"must be {lo_s} and at most {hi:g}, got {v!r}")
+        lo_s = f"greater than {_show(lo)}" if lo_open else f"at least {_show(lo)}"
+        raise ConfigError(field_name, f"must be {lo_s} and at most {_show(hi)}, got {v!r}")
+
+
+def _show(x: float) -> str:
+    """A bound as a user reads it: 2147483647, not 2.14748e+09; 0.999 as is."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 @dataclass

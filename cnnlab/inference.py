@@ -343,7 +343,11 @@ def first_layer_filters(model: nn.Module) -> np.ndarray:
 def analyze(model: nn.Module, canvas: np.ndarray) -> Analysis:
     """Preprocess a canvas, then predict and record feature maps in a single forward pass."""
     t0 = time.perf_counter()
-    pre = preprocess(canvas)
+    return _analyze_preprocessed(model, preprocess(canvas), t0)
+
+
+def _analyze_preprocessed(model: nn.Module, pre: Preprocessed, t0: float) -> Analysis:
+    """Predict and record feature maps for a preprocessed input (none when it is empty), with timings."""
     t1 = time.perf_counter()
     prediction, layers = None, []
     if not pre.empty:
@@ -571,14 +575,7 @@ def analyze_image(model: nn.Module, img28: np.ndarray) -> Analysis:
     img = np.clip(np.asarray(img28, dtype=np.float32).reshape(FIELD, FIELD), 0.0, 1.0)
     ink = int((img > INK_THRESHOLD).sum())
     pre = Preprocessed(image=img, tensor=normalize(img), empty=ink == 0, ink_pixels=ink, bbox=None)
-    t1 = time.perf_counter()
-    prediction, layers = None, []
-    if not pre.empty:
-        out, layers = _forward_with_maps(model, as_input(model, pre.tensor))
-        prediction = _prediction(_probs(out)[0])
-    t2 = time.perf_counter()
-    timing = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3}
-    return Analysis(pre, prediction, layers, timing)
+    return _analyze_preprocessed(model, pre, t0)
 
 
 @contextlib.contextmanager

@@ -347,3 +347,208 @@ def augmented_examples(mnist: Any, strength: float, n: int = 8, seed: int = 0) -
     x = mnist.train_x.index_select(0, idx).float().div(255.0).unsqueeze(1)
     aug = augment_batch(x, float(strength), g) if strength > 0 else x
     return torch.cat([x, aug]).squeeze(1).numpy()
+
+
+# ----------------------------------------------------------------------------- saved runs (the store)
+
+RESUMABLE = ("interrupted", "stopped", "failed", "diverged")
+SAVED_SHOWN = 50  # rows of the saved-runs table; the Compare page lists everything
+
+
+def saved_runs(manager: Any) -> list[Any]:
+    """Store runs (RunInfo, newest first) that this process is not training right now."""
+    live = manager.live_ids()
+    return [r for r in manager.list_runs() if r.id not in live]
+
+
+def has_last_checkpoint(info: Any) -> bool:
+    """Whether the run folder holds last.pt (what Resume continues from)."""
+    try:
+        return (info.path / "last.pt").is_file()
+    except OSError:
+        return False
+
+
+def can_resume(info: Any) -> bool:
+    """Interrupted / stopped / failed / diverged runs with a last.pt can be resumed."""
+    return info.status in RESUMABLE and not info.error and has_last_checkpoint(info)
+
+
+def _epochs_text(info: Any) -> str:
+    n = info.epochs or 0
+    return f"{n} epoch{'s' if n != 1 else ''} saved"
+
+
+def saved_status_line(info: Any) -> tuple[str, str]:
+    """(level, text) describing a stored run: interrupted runs say so plainly; damaged ones show their error."""
+    st = info.status
+    planned = f" of {info.epochs_planned}" if info.epochs_planned else ""
+    if st == "error":
+        return "error", f"Damaged run folder: {info.error or 'unreadable files'}"
+    if st == "interrupted":
+        tail = f" ({short_cause(info.message)})" if info.message else ""
+        return "warning", (f"interrupted — the app stopped while it trained; {_epochs_text(info)}{planned}"
+                           f"{tail}")
+    if st == "done":
+        test = f"; test accuracy {info.test_acc:.2%}" if info.test_acc is not None else ""
+        best = f"best validation accuracy {info.best_val_acc:.2%}" if info.best_val_acc is not None else "finished"
+        return "success", f"done: {best}{test}"
+    if st in ("failed", "diverged"):
+        return "error", f"{st}: {short_cause(info.message)} ({_epochs_text(info)}{planned})"
+    if st == "stopped":
+        return "warning", f"stopped: {_epochs_text(info)}{planned}"
+    return "info", f"{st} in another process (e.g. the CLI) · {_epochs_text(info)}{planned}"
+
+
+def saved_rows(infos: list[Any]) -> list[dict]:
+    """One table row per stored run."""
+    rows = []
+    for r in infos:
+        rows.append({
+            "name": r.name, "status": r.status, "preset": r.preset or "",
+            "epochs": f"{r.epochs or 0}/{r.epochs_planned or '?'}",
+            "best val acc": f"{r.best_val_acc:.2%}" if isinstance(r.best_val_acc, (int, float)) else "",
+            "test acc": f"{r.test_acc:.2%}" if isinstance(r.test_acc, (int, float)) else "",
+            "id": r.id,
+        })
+    return rows
+
+
+def saved_label(info: Any) -> str:
+    return f"{info.name} · {info.status} · {info.id}"
+
+
+def default_saved(infos: list[Any]) -> int:
+    """Index of the saved run to preselect: the newest interrupted one, else the newest."""
+    for i, r in enumerate(infos):
+        if r.status == "interrupted":
+            return i
+    return 0
+
+
+@dataclass
+class ForkDefaults:
+    """What the fork form offers for one stored run."""
+
+    epochs_available: list[int]
+    lr: float
+    epochs: int
+    optimizer: str
+
+
+def fork_defaults(manager: Any, run_id: str) -> ForkDefaults:
+    """Saved epochs to fork from and the parent's recipe values (epochs at least one past the last saved)."""
+    avail = manager.fork_epochs(run_id)
+    recipe = manager.store.get(run_id).config.get("recipe") or {}
+    lr = recipe.get("lr")
+    planned = recipe.get("epochs")
+    last = avail[-1] if avail else 0
+    epochs = planned if isinstance(planned, int) and planned > last else last + 1
+    opt = recipe.get("optimizer") if recipe.get("optimizer") in ("sgd", "adam", "adamw") else "sgd"
+    return ForkDefaults(avail, float(lr) if isinstance(lr, (int, float)) else 0.01, epochs, opt)
+
+
+def fork_overrides(epoch: Any, lr: Any, epochs: Any, optimizer: Any) -> tuple[int, dict]:
+    """(fork epoch, overrides) from the fork form; ConfigError naming the bad field."""
+    epoch = _as_int("epoch", epoch)
+    epochs = _as_int("epochs", epochs)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError("lr", f"must be a positive number, got {lr!r}")
+    if epochs <= epoch:
+        raise ConfigError("epochs", f"must be more than the fork epoch {epoch} (epochs count like the parent's), "
+                                    f"got {epochs}")
+    if optimizer not in ("sgd", "adam", "adamw"):
+        raise ConfigError("optimizer", f"must be sgd, adam or adamw, got {optimizer!r}")
+    return epoch, {"lr": float(lr), "epochs": epochs, "optimizer": optimizer}
+
+
+def fork_run(manager: Any, run_id: str, epoch: Any, lr: Any, epochs: Any, optimizer: Any,
+             name: str | None = None) -> str:
+    """Validate the fork form and start the fork; the new run id (LabError subclasses on bad input)."""
+    ep, over = fork_overrides(epoch, lr, epochs, optimizer)
+    name = (name or "").strip() or None
+    return manager.fork(run_id, ep, over, name=name)
+
+
+class StoredRunView:
+    """A JobView look-alike for a run only the store knows (e.g. after a restart): curves and status from disk."""
+
+    ips = None
+    eta_s = None
+    traceback = ""
+
+    def __init__(self, handle: Any, info: Any):
+        from .jobs import merge_records
+
+        self.handle, self.info = handle, info
+        self.id, self.preset = handle.id, info.preset or "run"
+        self.name, self.status = info.name, info.status
+        self.message = info.error if info.status == "error" else info.message
+        self._records = merge_records(handle.read_metrics(), handle.read_events())
+        try:
+            st = handle.status
+        except LabError:
+            st = {}
+        self.epoch = info.epochs or 0
+        self.epochs = info.epochs_planned or st.get("epochs_planned") or 0
+        self.steps_per_epoch = st.get("steps_per_epoch") or 0
+        self.step = st.get("step") or 0
+        self.total_steps = self.steps_per_epoch * self.epochs if self.steps_per_epoch else 0
+        self.best_val_acc, self.test_acc = info.best_val_acc, info.test_acc
+        if self.status == "failed":
+            self.traceback = st.get("traceback") or ""
+
+    def records_since(self, k: int) -> tuple[list[dict], int]:
+        return [dict(r) for r in self._records[max(0, k):]], len(self._records)
+
+    def live_values(self) -> dict:
+        return {}
+
+
+def stored_view(manager: Any, run_id: Any) -> StoredRunView | None:
+    """A StoredRunView of a store run, or None if there is no such (valid) run."""
+    from .runs import RunNotFound
+
+    try:
+        handle = manager.store.get(run_id, live_ids=manager.live_ids())
+        info = handle.info(manager.live_ids())
+    except (RunNotFound, LabError, OSError, TypeError):
+        return None
+    return StoredRunView(handle, info)
+
+
+def is_stored_run(manager: Any, run_id: Any) -> bool:
+    """Whether `run_id` is a valid id of a run folder in the store (never raises)."""
+    try:
+        return bool(run_id) and manager.store.exists(run_id)
+    except (LabError, OSError, TypeError):
+        return False
+
+
+def choose_run(candidates: Iterable[str | None], jobs: list[Any], is_stored: Any) -> str | None:
+    """Like pick_run, but a candidate that is only in the store (e.g. ?run= after a restart) counts too."""
+    ids = {j.id for j in jobs}
+    for c in candidates:
+        if c and (c in ids or is_stored(c)):
+            return c
+    return pick_run([], jobs)
+
+
+def stored_key(manager: Any, run_id: str) -> tuple:
+    """Changes when a stored run's files change (size/mtime), so a cached StoredRunView can be reused."""
+    from .runs import validate_run_id
+
+    out: list[Any] = [validate_run_id(run_id)]
+    for f in ("status.json", "metrics.jsonl", "events.jsonl", "meta.json"):
+        try:
+            s = (manager.store.root / run_id / f).stat()
+            out.append((s.st_size, s.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def limits_caption() -> str:
+    """The size limits of a custom architecture, stated next to the editor."""
+    return (f"Limits: at most {models.MAX_PARAMS:,} parameters and {models.MAX_ACT_BYTES // 2**20} MiB of "
+            "activations for a batch of 64 images; bigger nets are refused before they are built.")

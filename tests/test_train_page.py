@@ -62,10 +62,12 @@ def _texts(at: AppTest) -> str:
 
 
 def test_no_runs_hint_and_preset_defaults(manager):
+    from cnnlab import trainform as tf
+
     at = _app()
     assert "No runs yet" in _texts(at)
     assert at.selectbox(key=K + "preset").value == "fast"
-    assert at.number_input(key=K + "lr").value == pytest.approx(0.2)
+    assert at.number_input(key=K + "lr").value == pytest.approx(tf.form_defaults("fast")["lr"])
     at.selectbox(key=K + "preset").set_value("seed002").run()
     assert at.number_input(key=K + "lr").value == pytest.approx(1e-3)
     assert at.number_input(key=K + "batch_size").value == 32
@@ -92,7 +94,9 @@ def test_invalid_value_refused_before_launch(manager):
 def test_misfit_custom_architecture_shows_its_error(manager):
     at = _app()
     at.toggle(key=K + "custom").set_value(True).run()
-    assert at.text_area(key=K + "spec_text").value.startswith("conv out=32")
+    from cnnlab import trainform as tf
+
+    assert at.text_area(key=K + "spec_text").value == tf.preset_spec_text("fast")
     assert not at.error
     at.text_area(key=K + "spec_text").input("conv out=8 k=5\nmaxpool k=2\nmaxpool k=2\nmaxpool k=2\n"
                                             "conv out=8 k=5\nflatten\nlinear out=10").run()
@@ -192,4 +196,133 @@ def test_rename_from_the_page(manager):
     at.text_input(key=K + f"rename_{rid}").input("my renamed run").run()
     assert manager.store.get(rid).meta["name"] == "my renamed run"
     assert at.selectbox(key=K + "show").value == rid
+    assert not at.exception
+
+
+# ----------------------------------------------------------------------------- saved runs (the store)
+
+def _stopped_run(store, epochs_done: int = 1, epochs: int = 3, name: str = "saved one") -> str:
+    """A real run trained to the end of epoch `epochs_done` of `epochs` by another job manager, then stopped."""
+    from cnnlab import trainform as tf
+    from cnnlab.jobs import JobManager
+
+    vals = tf.form_defaults("seed002")
+    vals.update(subset=640, val_size=500, epochs=epochs, batch_size=64)
+    other = JobManager(store, threads=1)
+    rid = other.submit("seed002", tf.preset_spec("seed002")[0], tf.build_config(vals), name=name)
+    assert epochs_done in (1, epochs)
+    if epochs_done < epochs:
+        other.stop(rid, after_epoch=True)  # ends once epoch 1 and its last.pt are saved
+    view = other.wait(rid, timeout=120)
+    assert view.status in ("stopped", "done"), (view.status, view.message)
+    assert store.get(rid).status["epoch"] == epochs_done
+    return rid
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _interrupt(store, rid: str) -> None:
+    """Make a stored run look like its process died mid-training (status running, dead pid)."""
+    store.get(rid).write_status(status="running", pid=_dead_pid(), proc_start=None)
+
+
+def _steps(store, rid: str) -> list[int]:
+    return [r["step"] for r in store.get(rid).read_metrics() if r.get("kind") == "step"]
+
+
+def test_interrupted_run_is_listed_and_resume_finishes_it(manager):
+    rid = _stopped_run(manager.store, epochs_done=1, epochs=2)
+    _interrupt(manager.store, rid)
+    at = _app()
+    assert at.selectbox(key=K + "saved").value == rid
+    warns = [w.value for w in at.warning]
+    assert any("interrupted — the app stopped while it trained; 1 epoch saved of 2" in w for w in warns), warns
+    rows = at.dataframe[-1].value
+    assert list(rows["status"]) == ["interrupted"] and list(rows["epochs"]) == ["1/2"]
+    assert not at.button(key=K + "saved_resume").disabled
+
+    at.button(key=K + "saved_resume").click().run()
+    assert not at.exception and not at.error, _texts(at)
+    assert manager.get(rid) is not None  # now a job of this process, in the same folder
+    assert at.session_state[K + "run"] == rid and at.selectbox(key=K + "show").value == rid
+    _wait(lambda: manager.get(rid).step > 10, what="steps after the resume point")
+    at.run()
+    cache = at.session_state[K + "curves"]
+    assert cache.n_points > 10  # the first epoch's curve (from the store) and the new steps
+    assert any(e.get("event") == "resumed" for e in cache.events)
+    _wait(lambda: manager.get(rid).status == "done", timeout=120, what="resumed run done")
+    at.run()
+    assert any(s.value.startswith("Done") for s in at.success), _texts(at)
+    steps = _steps(manager.store, rid)
+    assert steps == sorted(set(steps)) and steps[-1] == 20  # 10 steps/epoch, no step repeated
+    assert at.session_state[K + "curves"].n_points == len(steps)
+    assert manager.store.get(rid).result["test_acc"] > 0.1
+    assert not at.exception
+
+
+def test_fork_from_the_saved_runs_panel(manager):
+    rid = _stopped_run(manager.store, epochs_done=1, epochs=3)
+    at = _app()
+    assert at.selectbox(key=K + "saved").value == rid
+    assert any("stopped: 1 epoch saved of 3" in w.value for w in at.warning)
+    f = K + f"fork_{rid}_"
+    assert at.selectbox(key=f + "epoch").options == ["1"]
+    submit = "FormSubmitter:" + K + "fork_form-Fork"
+    # the fork's last epoch must come after the fork point: refused with a message, nothing created
+    at.number_input(key=f + "epochs").set_value(1)
+    at.button(key=submit).click().run()
+    assert any("**epochs**" in e.value for e in at.error), _texts(at)
+    assert manager.jobs() == [] and len(manager.list_runs()) == 1
+    at.number_input(key=f + "epochs").set_value(2)
+    at.number_input(key=f + "lr").set_value(5e-4)
+    at.selectbox(key=f + "optimizer").set_value("sgd")
+    at.text_input(key=f + "name").input("child")
+    at.button(key=submit).click().run()
+    assert not at.exception and not at.error, _texts(at)
+    (job,) = manager.jobs()
+    assert job.name == "child" and job.parent == {"run_id": rid, "epoch": 1}
+    assert at.session_state[K + "run"] == job.id
+    cfg = manager.store.get(job.id).config
+    assert cfg["parent"] == {"run_id": rid, "epoch": 1}
+    assert cfg["recipe"]["lr"] == pytest.approx(5e-4) and cfg["recipe"]["optimizer"] == "sgd"
+    _wait(lambda: manager.get(job.id).status == "done", timeout=120, what="fork done")
+    steps = _steps(manager.store, job.id)
+    assert steps[0] == 11 and steps[-1] == 20  # continues the parent's axis after epoch 1
+
+
+def test_stored_run_in_the_url_shows_its_curves_after_a_restart(manager):
+    rid = _stopped_run(manager.store, epochs_done=2, epochs=2, name="finished earlier")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = rid
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key=K + "show").value == rid
+    assert any(s.value.startswith("Done") for s in at.success), _texts(at)
+    cache = at.session_state[K + "curves"]
+    assert cache.n_points == 20 and len(cache.epochs) == 2
+    assert at.button(key=K + "stop").disabled
+    at.button(key=K + "saved_show").click().run()  # the saved panel's Show curves picks the same run
+    assert at.selectbox(key=K + "show").value == rid and not at.exception
+
+
+def test_damaged_run_shows_its_error_without_buttons_and_others_still_list(manager):
+    good = _stopped_run(manager.store, epochs_done=1, epochs=2, name="good")
+    bad = manager.store.create({"preset": "seed002", "spec": [], "recipe": {}}, name="bad")
+    (bad.path / "config.json").unlink()
+    at = _app()
+    rows = at.dataframe[-1].value
+    assert set(rows["id"]) == {good, bad.id}
+    at.selectbox(key=K + "saved").set_value(bad.id).run()
+    errs = [e.value for e in at.error]
+    assert any("Damaged run folder" in e and "config.json" in e for e in errs), errs
+    assert not any(b.key == K + "saved_resume" for b in at.button)
+    at.selectbox(key=K + "saved").set_value(good).run()
+    assert not at.button(key=K + "saved_resume").disabled
     assert not at.exception
