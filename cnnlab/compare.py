@@ -521,8 +521,6 @@ def evaluate_run(store: RunStore, run_id: str, which: str = "best", mnist: Any =
 
 
 def _evaluate(handle: Any, which: str, mnist: Any) -> Evaluation:
-    import torch
-
     from . import data as D
     from .inference import predict_probs
     from .models import build_model

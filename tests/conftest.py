@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,22 @@ def mnist():
     from cnnlab.data import load_mnist
 
     return load_mnist()
+
+
+@pytest.fixture
+def manager(_tmp_store):
+    """The app's process-wide job manager (cnnlab.ui), fresh on this test's store; its jobs are stopped after."""
+    from cnnlab import ui
+
+    ui.get_manager.clear()
+    m = ui.get_manager()
+    yield m
+    for j in m.jobs():
+        try:
+            m.stop(j.id)
+        except Exception:  # already final
+            pass
+    deadline = time.time() + 30
+    while m.live_ids() and time.time() < deadline:
+        time.sleep(0.1)
+    ui.get_manager.clear()

@@ -4,48 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import sys
-import types
 import zipfile
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from test_compare import _evil_pickle, runs_template, store  # noqa: F401  (fixtures)
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "compare.py")
 K = "compare_"
-
-
-def _install_manager_stub_if_needed() -> None:
-    """The page reads runs through cnnlab.ui.get_manager(); until cnnlab.jobs exists, stand in for it."""
-    try:
-        import cnnlab.jobs  # noqa: F401
-    except ImportError:
-        from cnnlab.runs import RunStore
-
-        class JobManager:
-            def __init__(self, store: RunStore):
-                self.store = store
-
-            def list_runs(self):
-                return self.store.list_runs(live_ids=set())
-
-            def jobs(self):
-                return []
-
-        sys.modules["cnnlab.jobs"] = types.SimpleNamespace(JobManager=JobManager)
-
-
-@pytest.fixture
-def manager(_tmp_store):
-    _install_manager_stub_if_needed()
-    from cnnlab import ui
-
-    ui.get_manager.clear()
-    yield ui.get_manager()
-    ui.get_manager.clear()
 
 
 def _app() -> AppTest:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cnnlab import engine as E
-from cnnlab.data import DataConfig
+
 from cnnlab.errors import ConfigError
 from cnnlab.models import get_preset
 

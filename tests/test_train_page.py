@@ -8,27 +8,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnlab import ui
+
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "train.py")
 K = "train_"
-
-
-@pytest.fixture
-def manager(_tmp_store):
-    """A fresh process-wide manager on this test's temp store; its jobs are stopped afterwards."""
-    ui.get_manager.clear()
-    m = ui.get_manager()
-    yield m
-    for j in m.jobs():
-        try:
-            m.stop(j.id)
-        except Exception:
-            pass
-    deadline = time.time() + 30
-    while m.live_ids() and time.time() < deadline:
-        time.sleep(0.1)
-    ui.get_manager.clear()
 
 
 def _app() -> AppTest:
