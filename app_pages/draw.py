@@ -138,8 +138,10 @@ def _inside(loaded: LoadedModel, a: inf.Analysis) -> None:
     c1, c2 = st.columns(2)
     with c1:
         try:
-            if "filters_fig" not in loaded.memo:  # the weights are fixed: build it once per model
-                loaded.memo["filters_fig"] = probe.filters_grid(inf.first_layer_filters(loaded.model))
+            # The weights are fixed: build it once per model (one tiled heatmap, as Streamlit
+            # re-serializes it on every rerun).
+            if "filters_fig" not in loaded.memo:
+                loaded.memo["filters_fig"] = probe.filters_mosaic(inf.first_layer_filters(loaded.model))
             st.plotly_chart(loaded.memo["filters_fig"], key=K + "filters")
         except LabError as exc:
             st.info(str(exc))

@@ -165,3 +165,18 @@ def test_feature_map_mosaic_tiles_every_shown_map_on_one_scale():
     (trace,) = fig.data
     assert trace.zmin == 0 and trace.zmax == float(maps[:32].max())
     assert "40 maps 5x5 (showing first 32)" in fig.layout.title.text
+
+
+def test_filters_mosaic_is_one_heatmap_on_a_scale_symmetric_about_zero():
+    import numpy as np
+
+    from cnnlab.plots import probe
+
+    w = np.random.default_rng(0).normal(size=(40, 3, 5, 5)).astype(np.float32)
+    (trace,) = probe.filters_mosaic(w).data
+    lim = float(np.abs(w[:32, 0]).max())
+    assert trace.zmin == -lim and trace.zmax == lim
+    assert trace.z.shape == (4 * 6 - 1, 8 * 6 - 1)  # 32 filters of input channel 0, 8 a row
+    assert np.array_equal(trace.z[6:11, 6:11], w[9, 0]) and (trace.customdata[6:11, 6:11] == 9).all()
+    title = probe.filters_mosaic(w).layout.title.text
+    assert "40 x 5x5" in title and "input channel 0" in title and "showing first 32" in title
