@@ -282,8 +282,8 @@ class Trainer:
         if self.control.live is None:
             self.control.live = LiveParams(cfg.lr, cfg.momentum, cfg.weight_decay, cfg.data.aug_strength)
         self.live = self.control.live
-        torch.manual_seed(cfg.seed)
-        self.model = build_model(spec).to(self.device)
+        torch.manual_seed(cfg.seed)  # dropout draws from the global RNG (reproducible when run alone)
+        self.model = build_model(spec, seed=cfg.seed).to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(self.model, cfg)

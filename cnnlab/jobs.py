@@ -27,7 +27,9 @@ Policies:
   jobs on 2 cores get 1 each instead of four OpenMP threads fighting over two cores (measured on the
   busy box: seed002 fell from 3.5k to 1.6k images/s when its second thread had no core to run on).
   Page inference runs with 1 thread in its own thread (`inference.limit_threads`).
-  `JobManager(threads=n)` fixes the count instead.
+  `JobManager(threads=n)` fixes the count instead. Same seed and config give the same curves
+  bit for bit under the same thread count (oneDNN splits its reductions by thread; the initial
+  weights never depend on other jobs: `models.init_weights` uses a private generator).
 - **Viewers gone**: a job belongs to the process, not to a browser tab. When every tab following it
   closes it keeps training to its end (or until stopped); any later page can find it with `jobs()` /
   `get(id)` and read its whole record list. `shutdown()` stops everything (status stopped); a process
@@ -46,6 +48,7 @@ Policies:
 
 from __future__ import annotations
 
+import atexit
 import collections
 import itertools
 import os
@@ -458,6 +461,26 @@ class JobManager:
         for job in running:
             if job.thread is not None:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
+
+    def stop_on_exit(self, wait: float = 10.0) -> "JobManager":
+        """Stop every job cleanly when the process exits normally (Ctrl-C or SIGTERM to `streamlit run`).
+
+        Without this, interpreter shutdown kills the daemon threads inside torch calls and the process
+        aborts ("terminate called without an active exception") with its runs left marked running.
+        Stopped runs resume from their last epoch, like interrupted ones.
+        """
+        def _stop() -> None:
+            running = [j for j in list(self._running) if j.status not in FINAL]
+            self.shutdown(wait)
+            for job in running:
+                try:
+                    job.handle.write_status(message="stopped when the app shut down; resume it from its "
+                                                    "last epoch under Saved runs")
+                except Exception:  # noqa: BLE001 - best effort at exit
+                    pass
+
+        atexit.register(_stop)
+        return self
 
     def wait(self, run_id: str, timeout: float | None = None) -> JobView:
         """Block until a job has a final status (or `timeout` passes); its view."""

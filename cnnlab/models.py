@@ -253,8 +253,30 @@ class Inception(nn.Module):
         return torch.cat([b(x) for b in (self.b1, self.b3, self.b5, self.pool) if b is not None], 1)
 
 
-def build_model(spec: Any) -> nn.Sequential:
-    """Validate then build an nn.Sequential with children named '<index>_<type>'."""
+def init_weights(model: nn.Module, seed: int) -> nn.Module:
+    """PyTorch's default initialization, drawn from a private generator seeded with `seed`.
+
+    torch's global RNG is shared by every thread: a second job starting at the same moment would
+    otherwise change this model's initial weights, and the same seed would not give the same curves.
+    """
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            # nn.Conv2d/nn.Linear.reset_parameters: kaiming_uniform(a=sqrt(5)), bias U(-1/sqrt(fan_in), ..)
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=g)
+            if m.bias is not None:
+                fan_in = m.weight[0].numel()
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                with torch.no_grad():
+                    m.bias.uniform_(-bound, bound, generator=g)
+    return model
+
+
+def build_model(spec: Any, seed: int | None = None) -> nn.Sequential:
+    """Validate then build an nn.Sequential with children named '<index>_<type>'.
+
+    With `seed`, the initial weights depend on it alone (see init_weights).
+    """
     summary = validate_spec(spec)
     layers = spec["layers"] if isinstance(spec, dict) else spec
     mods: OrderedDict[str, nn.Module] = OrderedDict()
@@ -284,7 +306,8 @@ def build_model(spec: Any) -> nn.Sequential:
         else:  # logsoftmax
             m = nn.LogSoftmax(dim=1)
         mods[row.name] = m
-    return nn.Sequential(mods)
+    model = nn.Sequential(mods)
+    return init_weights(model, seed) if seed is not None else model
 
 
 def summarize(spec: Any) -> Summary:

@@ -26,7 +26,7 @@ def keep_training_fast() -> None:
 def get_manager() -> JobManager:
     """The process-wide job manager (shared by all sessions and tabs; survives page reloads)."""
     keep_training_fast()
-    return JobManager(RunStore())
+    return JobManager(RunStore()).stop_on_exit()
 
 
 def get_store() -> RunStore:

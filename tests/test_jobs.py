@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -285,7 +286,10 @@ def test_fork_starts_from_the_parents_epoch_weights_and_records_its_parent(store
         m.shutdown()
 
 
-def test_resume_continues_the_numbering_and_reproduces_the_uninterrupted_curve(mgr, store) -> None:
+def test_resume_continues_the_numbering_and_reproduces_the_uninterrupted_curve(store, mnist) -> None:
+    # bit-for-bit equality needs equal intra-op thread counts (oneDNN splits reductions by thread):
+    # pin them, since by default a lone job gets 2 threads and two concurrent jobs 1 each
+    mgr = JobManager(store, max_concurrent=2, mnist_loader=lambda: mnist, threads=1)
     # 64 steps an epoch: room to stop the third run mid-epoch 2 even when this test thread is starved
     recipe = dict(optimizer="adam", lr=2e-3, epochs=2, batch_size=16, data=DataConfig(subset=1024, val_size=500))
     straight = mgr.submit("tiny", TINY, cfg(**recipe))
@@ -324,3 +328,36 @@ def test_resume_continues_the_numbering_and_reproduces_the_uninterrupted_curve(m
         assert [r["step"] for r in steps(stored)] == list(range(1, 129))  # no repeated steps on disk
         assert merge_records(stored, [])[-1]["kind"] == "epoch"
         assert store.get(rid).result["test_acc"] == mgr.get(rid).test_acc
+    mgr.shutdown()
+
+
+def test_a_normal_exit_stops_running_jobs_cleanly(tmp_path) -> None:
+    """A process that exits (e.g. streamlit run getting SIGTERM) stops its jobs instead of aborting in torch."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+        from cnnlab.data import DataConfig
+        from cnnlab.engine import TrainConfig
+        from cnnlab.jobs import JobManager
+        from cnnlab.runs import RunStore
+        m = JobManager(RunStore({str(tmp_path / "runs")!r})).stop_on_exit()
+        spec = {TINY!r}
+        cfg = TrainConfig(optimizer="sgd", lr=0.05, batch_size=32, epochs=500, device="cpu",
+                          data=DataConfig(subset=512, val_size=500))
+        rid = m.submit("tiny", spec, cfg)
+        while m.get(rid).step < 5:
+            time.sleep(0.01)
+        print(rid, flush=True)
+        sys.exit(0)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rid = proc.stdout.split()[-1]
+    status = json.loads((tmp_path / "runs" / rid / "status.json").read_text())
+    assert status["status"] == "stopped" and "shut down" in status["message"]
+    assert RunStore(tmp_path / "runs").get(rid).read_events()[-1]["event"] == "stop"
