@@ -94,8 +94,9 @@ def confusion_heatmap(matrix: np.ndarray, selected: tuple[int, int] | None = Non
         t, p = selected
         fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,
                       line=dict(color="black", width=3))
+    # square cells: shrink the x domain rather than widen the x range (which would shift every cell)
     fig.update_xaxes(title="predicted", tickmode="linear", dtick=1, side="top", range=[-0.5, n - 0.5],
-                     showgrid=False, zeroline=False)
+                     showgrid=False, zeroline=False, constrain="domain")
     fig.update_yaxes(title="true", tickmode="linear", dtick=1, range=[n - 0.5, -0.5], showgrid=False,
                      zeroline=False, scaleanchor="x", constrain="domain")
     fig.update_layout(clickmode="event+select", dragmode=False)
