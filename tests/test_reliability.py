@@ -21,20 +21,11 @@ from cnnlab import data as D
 from cnnlab import models as M
 from cnnlab import trainform as tf
 from cnnlab.data import DataConfig
-from cnnlab.engine import TrainConfig
 from cnnlab.errors import CheckpointError, ConfigError, DataMissingError, LabError, SpecError
 from cnnlab.jobs import JobManager
 from cnnlab.runs import RunStore
 
-TINY = [{"type": "conv", "out": 8, "k": 3, "stride": 2}, {"type": "relu"}, {"type": "maxpool", "k": 2},
-        {"type": "flatten"}, {"type": "linear", "out": 10}]
-
-
-def cfg(**kw) -> TrainConfig:
-    base = dict(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, epochs=2, device="cpu",
-                eval_batch_size=2000, data=DataConfig(subset=512, val_size=500))
-    base.update(kw)
-    return TrainConfig(**base)
+from test_jobs import TINY, cfg  # the tiny net and recipe the job tests use
 
 
 @pytest.fixture

@@ -180,6 +180,16 @@ def test_a_bad_launch_leaves_the_training_job_alone(manager):
     assert at.session_state[K + "run"] == job.id  # the watch panel still follows it
 
 
+def _launch_until_failed(at: AppTest, manager) -> str:
+    """Launch a tiny run from the page, wait for its job to fail, return the page's error texts."""
+    _tiny(at)
+    at.button(key=K + "launch").click().run()
+    (job,) = manager.jobs()
+    _wait(lambda: manager.get(job.id).status == "failed", what="failed")
+    at.run()
+    return "\n".join(_errors(at))
+
+
 def test_data_dir_under_a_regular_file_is_a_message(manager, tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -189,12 +199,7 @@ def test_data_dir_under_a_regular_file_is_a_message(manager, tmp_path, monkeypat
     assert not at.exception
     warns = " ".join(w.value for w in at.warning)
     assert "MNIST is not available" in warns
-    _tiny(at)
-    at.button(key=K + "launch").click().run()
-    (job,) = manager.jobs()
-    _wait(lambda: manager.get(job.id).status == "failed", what="failed")
-    at.run()
-    errs = "\n".join(_errors(at))
+    errs = _launch_until_failed(at, manager)
     assert "MNIST is not available" in errs and str(blocker / "data") in errs
     for name in D.RAW_FILES:
         assert name in errs
@@ -213,12 +218,7 @@ def test_wrong_mnist_file_is_a_message(manager, tmp_path, monkeypatch):
     (raw / "train-images-idx3-ubyte").write_bytes(b"<html>not mnist</html>")
     monkeypatch.setenv("CNNLAB_DATA_DIR", str(tmp_path / "data"))
     at = _app()
-    _tiny(at)
-    at.button(key=K + "launch").click().run()
-    (job,) = manager.jobs()
-    _wait(lambda: manager.get(job.id).status == "failed", what="failed")
-    at.run()
-    errs = "\n".join(_errors(at))
+    errs = _launch_until_failed(at, manager)
     assert "MNIST is not available" in errs and "unreadable" in errs, errs
     assert not at.exception
 
