@@ -28,7 +28,7 @@ WHICH = ("best", "last", "live")
 LIVE_STATUSES = ("running", "paused")
 NO_RUNS_HINT = (
     "No trained model yet. Train one on the **Train** page (the `fast` preset reaches about 99% "
-    "in one epoch, a minute or two on a CPU), or from a terminal: `python -m cnnlab train --preset fast`."
+    "in one epoch, about 15 seconds on a 2-core CPU), or from a terminal: `python -m cnnlab train --preset fast`."
 )
 
 
