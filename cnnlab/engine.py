@@ -512,17 +512,3 @@ class Trainer:
                    "t": time.perf_counter() - t_start - self._t_paused, "wall": time.time()}
             self._emit("on_epoch", rec, self)
         return "done", ""
-
-
-def train_preset(name: str, mnist: D.Mnist | None = None, sink: Any = None, control: Control | None = None,
-                 **overrides: Any) -> tuple[TrainResult, Trainer]:
-    """Convenience: train a preset with recipe overrides (data overrides under 'data')."""
-    from .models import get_preset
-
-    p = get_preset(name)
-    recipe = dict(p.recipe)
-    data = {**recipe.pop("data", {}), **(overrides.pop("data", None) or {})}
-    cfg = TrainConfig.from_dict({**recipe, "data": data}, **overrides)
-    mnist = mnist if mnist is not None else D.load_mnist()
-    trainer = Trainer(p.spec, cfg, mnist, control=control, sink=sink)
-    return trainer.run(), trainer

@@ -29,11 +29,6 @@ def get_manager() -> JobManager:
     return JobManager(RunStore()).stop_on_exit()
 
 
-def get_store() -> RunStore:
-    """The run store the job manager writes to."""
-    return get_manager().store
-
-
 def show_error(exc: BaseException) -> None:
     """A user-facing error as a message: LabError text as is, anything else with an expandable traceback."""
     import traceback

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from cnnlab.models import get_preset
 from cnnlab.plots import evaluation as P
 from cnnlab.recorder import RunRecorder, create_run
 from cnnlab.runs import ImportRefused, RunStore
+from test_runs import _zip  # the zip builder of the store's import tests
 
 
 # ------------------------------------------------------------------ a small store of runs, built once
@@ -253,14 +253,6 @@ def test_evaluate_run_refuses_a_foreign_pickle(store, mnist):
 
 
 # ------------------------------------------------------------------ import through the page's entry point
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
 
 
 def _evil_pickle() -> bytes:
