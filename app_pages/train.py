@@ -84,13 +84,19 @@ with setup:
     d1, d2 = st.columns(2)
     d1.number_input("Training subset (0 = all)", key=K + "subset", step=500)
     d2.number_input("Validation images", key=K + "val_size", step=500)
+    d1.selectbox("Validate on", list(tf.VAL_SOURCE_LABELS), key=K + "val_source",
+                 format_func=tf.VAL_SOURCE_LABELS.get,
+                 help="The seeds trained on all 60k images and reported the test set as validation; the lab "
+                      "holds validation images out of the training set by default.")
+    d2.selectbox("Augmentation kind", list(data.AUG_LABELS), key=K + "aug_kind", format_func=data.AUG_LABELS.get)
     d1.checkbox("Augmentation", key=K + "augment")
     d2.number_input("Augmentation strength", key=K + "aug_strength", format="%g", step=0.1,
-                    help="0 = none, 1 = seed 001's ±15°, ±10% zoom, ±2 px shift.")
+                    help="0 = none, 1 = the kind's full strength (seed 001: ±15°, 1 in 10 zoomed 28/22).")
     if st.session_state[K + "augment"]:
         with st.expander("Augmentation preview", expanded=False):
             try:
-                imgs = tf.augmented_examples(data.load_mnist(), st.session_state[K + "aug_strength"] or 0)
+                imgs = tf.augmented_examples(data.load_mnist(), st.session_state[K + "aug_strength"] or 0,
+                                             kind=st.session_state[K + "aug_kind"])
                 st.plotly_chart(augmentation_preview(imgs, cols=8, title="top: original · bottom: augmented"),
                                 config={"displayModeBar": False})
             except DataMissingError as exc:
@@ -221,7 +227,7 @@ def watch() -> None:
     source = "job" if rid in {j.id for j in jobs} else st.session_state[K + "stored"][0]
     cache = st.session_state.get(K + "curves")
     if cache is None or cache.run_id != rid or st.session_state.get(K + "curves_src") != source:
-        cache = st.session_state[K + "curves"] = tf.CurveCache(rid)
+        cache = st.session_state[K + "curves"] = tf.CurveCache.for_view(rid, v)
         st.session_state[K + "curves_src"] = source
     cache.update(v)
     st.plotly_chart(cache.figure(), key=K + "chart", config={"displaylogo": False})

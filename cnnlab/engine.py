@@ -94,7 +94,7 @@ class TrainConfig:
         return self
 
     def n_train(self) -> int:
-        return self.data.subset if self.data.subset is not None else D.N_TRAIN_TOTAL - self.data.val_size
+        return self.data.n_train()
 
     def steps_per_epoch(self) -> int:
         return D.steps_per_epoch(self.n_train(), self.batch_size)
@@ -289,6 +289,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, cfg)
         self.log_probs = _is_log_probs(spec)
         self.splits = D.make_splits(mnist, cfg.data)
+        self.val_data = D.validation_data(mnist, cfg.data, self.splits)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
@@ -464,7 +465,7 @@ class Trainer:
                 lr = self.current_lr()
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
-                xb = D.make_batch(x_all, idx, self.aug_strength, self.gen).to(dev, non_blocking=True)
+                xb = D.make_batch(x_all, idx, self.aug_strength, self.gen, cfg.data.aug_kind).to(dev, non_blocking=True)
                 yb = y_all.index_select(0, idx).to(dev, non_blocking=True)
                 if cfg.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
@@ -501,8 +502,7 @@ class Trainer:
             if not math.isfinite(tl):
                 self._event("diverged", value=str(tl))
                 return "diverged", f"training diverged: the epoch's mean loss is {tl} (epoch {self.epoch}); lower the learning rate"
-            vl, va, _ = evaluate(model, x_all[self.splits.val_idx], y_all[self.splits.val_idx], dev,
-                                 cfg.eval_batch_size, cfg.channels_last)
+            vl, va, _ = evaluate(model, *self.val_data, dev, cfg.eval_batch_size, cfg.channels_last)
             improved = self.best_val_acc is None or va > self.best_val_acc
             if improved:
                 self.best_val_acc, self.best_epoch = va, self.epoch
