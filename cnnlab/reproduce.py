@@ -24,7 +24,7 @@ from .fsutil import atomic_write_bytes
 from .models import get_preset, summarize
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-RECORD = DOCS / "reproduction.json"
+RECORD = Path(os.environ.get("CNNLAB_REPRODUCTION_RECORD") or DOCS / "reproduction.json")  # env: tests point elsewhere
 PAGE = DOCS / "REPRODUCTION.md"
 
 
