@@ -254,8 +254,9 @@ def reproduced_line(entry: dict | None) -> str | None:
         return None
     n = len([r for r in entry.get("runs", []) if r.get("test_acc") is not None])
     spread = (f", {_pct(entry['test_acc_min'])}–{_pct(entry['test_acc_max'])}" if n > 1 else "")
+    epochs = f"{entry['epochs']} epoch{'s' if entry['epochs'] != 1 else ''}"
     return (f"Reproduced here: {_pct(entry['test_acc_mean'])} test ({n} seed{'s' if n > 1 else ''}{spread}) in "
-            f"{entry['epochs']} epochs, {_dur(entry.get('wall_s_mean'))} on a {where}")
+            f"{epochs}, {_dur(entry.get('wall_s_mean'))} on a {where}")
 
 
 def reference_curve(entry: dict | None) -> list[list[float]] | None:
