@@ -52,6 +52,7 @@ class TestMap:
     components: np.ndarray  # [F, 2]
     explained: tuple[float, float]  # fraction of the feature variance along each axis
     layer: str  # the layer whose input the features are
+    art: list[str] | None = None  # hover pictures of the digits (filled by the page, once)
 
     @property
     def mistakes(self) -> np.ndarray:
