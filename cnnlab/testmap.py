@@ -175,10 +175,15 @@ def point_from_selection(selection: Any) -> int | None:
     return None
 
 
+def ascii_digits(imgs: np.ndarray) -> list[str]:
+    """Images [k, 28, 28] in [0, 1] as 7 lines of 14 block characters each (2x2 pixels per half block):
+    how the map's hover shows a digit (plotly hover labels cannot hold images)."""
+    a = np.asarray(imgs, np.float32).reshape(-1, 14, 2, 14, 2).mean((2, 4)) > 0.35  # [k, 14, 14] ink
+    codes = a[:, 0::2].astype(np.int8) + 2 * a[:, 1::2].astype(np.int8)  # [k, 7, 14]: top + 2 * bottom
+    chars = np.array(list("░▀▄█"))[codes]
+    return ["<br>".join("".join(row) for row in img) for img in chars]
+
+
 def ascii_digit(img: np.ndarray) -> str:
-    """A 28x28 image in [0, 1] as 7 lines of 14 block characters (2x2 pixels per half-block pair):
-    how the map's hover shows the digit (plotly hover labels cannot hold images)."""
-    a = np.asarray(img, np.float32).reshape(14, 2, 14, 2).mean((1, 3)) > 0.35  # 14x14 ink mask
-    chars = {(False, False): "░", (True, False): "▀", (False, True): "▄", (True, True): "█"}
-    return "<br>".join("".join(chars[(bool(a[r, c]), bool(a[r + 1, c]))] for c in range(14))
-                       for r in range(0, 14, 2))
+    """One 28x28 image as block characters (see ascii_digits)."""
+    return ascii_digits(np.asarray(img)[None])[0]

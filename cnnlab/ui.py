@@ -64,7 +64,7 @@ def test_map_view(key: str, cache_key: object, model: object, star_input: object
                              progress=lambda f: bar.progress(min(1.0, f), text=text))
         bar.empty()
     if tmap.art is None:  # hover pictures, once per map
-        tmap.art = [TM.ascii_digit(im) for im in mnist.test_x[tmap.indices].numpy() / 255.0]
+        tmap.art = TM.ascii_digits(mnist.test_x[tmap.indices].numpy() / 255.0)
     star = TM.place(tmap, model, star_input) if star_input is not None else None
     sel_key = key + "_selected"
     selected = st.session_state.get(sel_key)
