@@ -7,10 +7,11 @@ selected run about once a second; it reads only new records (a per-session curve
 
 import streamlit as st
 
-from cnnlab import data
+from cnnlab import data, health
 from cnnlab import trainform as tf
 from cnnlab import ui
 from cnnlab.errors import ConfigError, DataMissingError, LabError, SpecError
+from cnnlab.plots import why
 from cnnlab.plots.curves import augmentation_preview
 
 K = "train_"  # widget-key namespace of this page
@@ -232,10 +233,39 @@ def watch() -> None:
     cache.update(v)
     st.plotly_chart(cache.figure(), key=K + "chart", config={"displaylogo": False})
     st.caption(f"{cache.n_points:,} steps recorded · at most {cache.max_points} points drawn per curve")
+    _health_panel(v, rid, source)
     if source == "job":
         _live_panel(v)
     else:
         st.caption("Saved run: use **Saved runs** below to resume or fork it.")
+
+
+def _health_panel(v, rid: str, source: str) -> None:
+    """Layer health of the shown run (cnnlab.health): problems in words, a layer x time heatmap."""
+    cache = st.session_state.get(K + "health")
+    if cache is None or cache.run_id != rid or st.session_state.get(K + "health_src") != source:
+        cache = st.session_state[K + "health"] = health.HealthCache(rid)
+        st.session_state[K + "health_src"] = source
+    cache.update(v)
+    for flag in health.flags(cache.recs):
+        getattr(st, flag.level)(f"Layer health: {flag.text}")
+    with st.expander("Layer health", expanded=bool(cache.recs)):
+        if not cache.recs:
+            st.caption("No layer statistics yet (sampled every 10–50 steps; runs from before this "
+                       "feature have none).")
+            return
+        qs = list(health.QUANTITIES)
+        q = st.selectbox("Quantity", qs, key=K + "health_q", format_func=lambda k: health.QUANTITIES[k][0])
+        key = (rid, q, len(cache.recs))
+        if st.session_state.get(K + "health_fig_key") != key:
+            ser = health.series(cache.recs, q)
+            st.session_state[K + "health_fig"] = why.health_heatmap(ser.names, ser.steps, ser.values, ser.label, ser.log)
+            st.session_state[K + "health_fig_key"] = key
+        st.plotly_chart(st.session_state[K + "health_fig"], key=K + "health_chart", config={"displaylogo": False})
+        last = cache.recs[-1]
+        st.caption(f"{len(cache.recs)} samples, one every {last.get('every', '?')} steps (last at step "
+                   f"{last.get('step')}). Healthy: update/weight ratio ≈ 1e-3, few dead ReLUs, gradient "
+                   "norms that neither explode nor vanish.")
 
 
 def _stored(rid: str):

@@ -110,6 +110,7 @@ def final_json(result: Any, run_id: str | None, params: int, wall_s: float) -> d
 def cmd_train(args: argparse.Namespace) -> int:
     from . import data as D
     from .engine import TrainConfig, Trainer
+    from .health import with_health
     from .models import get_preset, summarize
     from .recorder import RunRecorder, create_run
     from .runs import RunStore
@@ -127,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     sink: Any = progress
     if not args.no_save:
         run = create_run(RunStore(), p.name, p.spec, cfg, name=args.name, source="cli")
-        sink = RunRecorder(run, forward=progress)
+        sink = with_health(RunRecorder(run, forward=progress))
         if not args.quiet:
             sys.stderr.write(f"run {run.id} in {run.path}\n")
     trainer = Trainer(p.spec, cfg, mnist, sink=sink)

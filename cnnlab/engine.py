@@ -209,6 +209,9 @@ class Sink(Protocol):
     def on_epoch(self, rec: dict, trainer: "Trainer") -> None: ...
     def on_event(self, rec: dict) -> None: ...
     def on_end(self, result: "TrainResult", trainer: "Trainer") -> None: ...
+    # every step, around forward/backward/optimizer step (cnnlab.health samples layer statistics here)
+    def on_batch_start(self, trainer: "Trainer") -> None: ...
+    def on_batch_end(self, trainer: "Trainer") -> None: ...
 
 
 @dataclass
@@ -469,6 +472,7 @@ class Trainer:
                 yb = y_all.index_select(0, idx).to(dev, non_blocking=True)
                 if cfg.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
+                self._emit("on_batch_start", self)  # callbacks that sample a step (layer health) arm here
                 out = model(xb)
                 loss = self._loss(out, yb)
                 with self._weights_lock:
@@ -476,6 +480,7 @@ class Trainer:
                     loss.backward()
                     self.optimizer.step()
                 self.step += 1
+                self._emit("on_batch_end", self)  # grads of this step are still in .grad here
                 n = len(idx)
                 ep_loss += loss.detach() * n
                 correct = (out.detach().argmax(1) == yb).sum()

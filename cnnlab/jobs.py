@@ -62,6 +62,7 @@ import torch
 from . import data as D
 from .engine import LIVE_FIELDS, Control, LiveParams, TrainConfig, TrainResult, Trainer
 from .errors import CheckpointError, ConfigError, LabError
+from .health import with_health
 from .models import validate_spec
 from .recorder import RunRecorder, create_run
 from .runs import ACTIVE, RunHandle, RunInfo, RunStore, _effective_status
@@ -147,6 +148,10 @@ class _Job:
                 self._skip_ips = False
             elif isinstance(ips, (int, float)) and ips > 0:
                 self.ips = ips if self.ips is None else (1 - IPS_SMOOTHING) * self.ips + IPS_SMOOTHING * ips
+
+    def on_health(self, rec: dict) -> None:
+        with self.lock:
+            self.records.append(rec)
 
     def on_epoch(self, rec: dict, trainer: Trainer) -> None:
         with self.lock:
@@ -549,7 +554,7 @@ class JobManager:
             mnist = self._mnist_loader()
             resume_state = self._prepare_resume(job) if job.mode == "resume" else None
             trainer = Trainer(job.spec, job.cfg, mnist, control=job.control,
-                              sink=RunRecorder(job.handle, forward=job), resume_state=resume_state,
+                              sink=with_health(RunRecorder(job.handle, forward=job)), resume_state=resume_state,
                               init_weights=job.init_weights)
             if resume_state is None and job.start_epoch:  # a fork: counters continue the parent's
                 trainer.epoch, trainer.step = job.start_epoch, job.start_epoch * trainer.steps_per_epoch

@@ -66,6 +66,11 @@ class RunRecorder:
             self.flush()
         self._fwd("on_step", rec)
 
+    def on_health(self, rec: dict) -> None:
+        """A layer-health record (cnnlab.health): stored with the step records, in metrics.jsonl."""
+        self._buf.append(rec)
+        self._fwd("on_health", rec)
+
     def on_event(self, rec: dict) -> None:
         self.flush()
         self.run.append_event(rec)
