@@ -109,7 +109,7 @@ def test_map_places_a_test_image_where_the_map_has_it_and_marks_the_mistakes(sto
     seen = []
     tmap = TM.cached_map(("alpha", "t"), loaded.model, mnist.test_x, mnist.test_y, n=600, progress=seen.append)
     assert seen[-1] == 1.0 and len(seen) == 3  # 600 images in batches of 250
-    assert tmap.xy.shape == (600, 2) and tmap.layer == "9_linear"  # seed002's last linear layer
+    assert tmap.xy.shape == (600, 2) and tmap.layer == "10_linear"  # seed002 (after its pixels layer)'s last linear layer
     ev = C.evaluate_run(store, store.ids["alpha"], "last", mnist)
     assert tmap.preds.tolist() == ev.preds[:600].tolist()
     assert tmap.mistakes.tolist() == np.nonzero(ev.preds[:600] != ev.labels[:600])[0].tolist()
