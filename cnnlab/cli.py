@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
+import traceback
 from typing import Any
 
 from .errors import LabError
@@ -40,6 +42,26 @@ class Progress:
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, default=str), flush=True)
+
+
+def error_json(message: str, field: str | None = None) -> dict:
+    """The one JSON line every failure ends with under --json ("error" repeats the message for old readers)."""
+    return {"status": "error", "message": message, "error": message, "field": field}
+
+
+class UsageError(Exception):
+    """A command-line argument error (argparse's), raised instead of exiting so --json can report it."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str):
+        super().__init__(message)
+        self.parser, self.message = parser, message
+
+
+class LabArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UsageError on a bad argument (its subcommand parsers inherit this)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(self, message)
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -171,7 +193,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m cnnlab", description="CNN Lab: headless training and runs")
+    ap = LabArgumentParser(prog="python -m cnnlab", description="CNN Lab: headless training and runs")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sp = sub.add_parser("presets", help="list presets with parameter counts and recipes")
     sp.add_argument("--json", action="store_true")
@@ -209,14 +231,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in argv
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc.message}", file=sys.stderr)
+        if as_json:
+            named = re.match(r"argument (?:-+)?([\w-]+)", exc.message)  # "argument --lr: invalid float ..."
+            _print_json(error_json(f"{exc.parser.prog}: {exc.message}",
+                                   named.group(1).replace("-", "_") if named else None))
+        return 2
     try:
         return args.func(args)
     except LabError as exc:
-        if getattr(args, "json", False):
-            _print_json({"status": "error", "error": str(exc), "field": getattr(exc, "field", None)})
+        if as_json:
+            _print_json(error_json(str(exc), getattr(exc, "field", None)))
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if as_json:
+            _print_json(error_json("interrupted (Ctrl-C); a saved run stays resumable"))
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an OS failure: the traceback for us, still one JSON line for scripts
+        if not as_json:
+            raise
+        traceback.print_exc()
+        _print_json(error_json(f"{type(exc).__name__}: {exc}"))
+        return 1
