@@ -117,7 +117,7 @@ def connect(address: str | None, temp_dir: str | None = None, cpus: int | None =
     ray_env_defaults()
     addr = resolve_address(address)
     if addr is not None:
-        check_cluster(addr)
+        check_cluster(addr)  # cheap when run_sweep has just checked it: the GCS answers at once
     import ray
 
     if ray.is_initialized():

@@ -252,6 +252,10 @@ def run_sweep(defn: SweepDef, *, address: str | None = None, sweep_id: str | Non
     sweep_id = sweep_id or new_sweep_id()
     from ..data import load_mnist
 
+    addr = cluster.resolve_address(address)
+    if addr is not None:
+        cluster.ray_env_defaults()
+        cluster.check_cluster(addr)  # an unreachable cluster or a refused token: a message within seconds
     mnist = load_mnist()  # before Ray: a missing MNIST is a message, not a failed trial per trial
     info = cluster.connect(address)
     storage = tempfile.mkdtemp(prefix="cnnlab-tune-")
