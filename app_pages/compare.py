@@ -76,11 +76,12 @@ if not infos:
     st.info(FIRST_RUN)
 else:
     rows = C.table_rows(infos)
-    f1, f2, f3 = st.columns([2, 1, 1])
+    f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
     text = f1.text_input("Filter", key=K + "filter", placeholder="name, id, architecture, tag…")
     statuses = f2.multiselect("Status", sorted({r["status"] for r in rows}), key=K + "status_filter")
     tags = f3.multiselect("Tags", sorted({t for i in infos for t in i.tags}), key=K + "tag_filter")
-    view = C.filter_rows(rows, text, statuses, tags)
+    sweep_ids = f4.multiselect("Sweep", sorted({i.sweep for i in infos if i.sweep}, reverse=True), key=K + "sweep_filter")
+    view = C.filter_rows(rows, text, statuses, tags, sweep_ids)
     view_ids = [r["id"] for r in view]
     # the key changes with the rows shown, so the ticks are re-applied from the selection
     table_key = f"{K}table_{ss[K + 'table_gen']}_{C.digest(view_ids)}"

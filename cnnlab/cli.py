@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_run_commands(sub)
     except ImportError:
         pass
+    from .cli_sweep import add_sweep_commands  # sweep, sweeps (Ray is imported only when a sweep runs)
+
+    add_sweep_commands(sub)
     return ap
 
 

@@ -361,6 +361,7 @@ class RunInfo:
     epochs: int | None = None  # epochs completed so far
     epochs_planned: int | None = None  # recipe["epochs"]
     error: str | None = None
+    sweep: str | None = None  # id of the sweep this run is a trial of
 
 
 class RunHandle:
@@ -586,6 +587,7 @@ class RunHandle:
             cfg = self.config
             info.preset, info.created = cfg.get("preset"), cfg.get("created")
             info.params, info.parent = cfg.get("params"), cfg.get("parent")
+            info.sweep = cfg.get("sweep") if isinstance(cfg.get("sweep"), str) else None
             recipe = cfg.get("recipe") if isinstance(cfg.get("recipe"), dict) else {}
             info.epochs_planned = recipe.get("epochs")
         except LabError as exc:

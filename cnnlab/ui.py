@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
 from .jobs import JobManager
 from .runs import RunStore
+
+if TYPE_CHECKING:
+    from .sweeps.launcher import SweepLauncher
 
 
 def keep_training_fast() -> None:
@@ -27,6 +32,14 @@ def get_manager() -> JobManager:
     """The process-wide job manager (shared by all sessions and tabs; survives page reloads)."""
     keep_training_fast()
     return JobManager(RunStore()).stop_on_exit()
+
+
+@st.cache_resource(show_spinner=False)
+def get_sweep_launcher() -> "SweepLauncher":
+    """The process-wide sweep launcher (sweeps run as processes of this server; stopped at exit)."""
+    from .sweeps.launcher import SweepLauncher
+
+    return SweepLauncher(RunStore()).stop_on_exit()
 
 
 def show_error(exc: BaseException) -> None:
