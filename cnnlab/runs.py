@@ -329,7 +329,7 @@ class RunInfo:
     params: int | None = None
     parent: dict | None = None
     epochs: int | None = None  # epochs completed so far
-    epochs_planned: int | None = None  # recipe["epochs"]
+    epochs_planned: int | None = None  # status.json's epochs_planned (live-editable), else recipe["epochs"]
     error: str | None = None
 
 
@@ -549,6 +549,8 @@ class RunHandle:
             if state not in STATUSES:
                 problems.append(f"status.json has unknown status {state!r}")
             info.epochs, info.best_val_acc, info.test_acc = st.get("epoch"), st.get("best_val_acc"), st.get("test_acc")
+            if isinstance(st.get("epochs_planned"), int):  # a live epochs change outdates the recipe's
+                info.epochs_planned = st["epochs_planned"]
         except LabError as exc:
             problems.append(str(exc))
         if info.test_acc is None:
