@@ -1,4 +1,4 @@
-"""Command line: `python -m cnnlab presets|train|runs|resume|fork ...` for headless training."""
+"""Command line: `python -m cnnlab presets|train|runs|resume|fork|lr-find|export ...` for headless training."""
 
 from __future__ import annotations
 
@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_run_commands(sub)
     except ImportError:
         pass
+    from .cli_tools import add_tool_commands  # lr-find, export
+
+    add_tool_commands(sub)
     return ap
 
 
