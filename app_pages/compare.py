@@ -6,6 +6,8 @@ import streamlit as st
 
 from cnnlab import compare as C
 from cnnlab import fixes
+
+from cnnlab import export as E
 from cnnlab.errors import LabError
 from cnnlab.models import summarize
 from cnnlab.plots import evaluation as P
@@ -347,7 +349,7 @@ st.subheader("Export and import")
 if infos:
     rid = pick("Run to export", K + "export_run", order)
     handle = store.get(rid)
-    x1, x2, x3, x4 = st.columns(4)
+    x1, x2, x3, x4, x5 = st.columns(5)
     x1.download_button("Metrics (CSV)", lambda rid=rid: store.metrics_csv(rid), file_name=f"{rid}-metrics.csv",
                        mime="text/csv", key=K + "dl_csv", on_click="ignore")
     for col, w in ((x2, "best"), (x3, "last")):
@@ -356,6 +358,12 @@ if infos:
                             disabled=not handle.has_checkpoint(w), on_click="ignore")
     x4.download_button("Run folder (zip)", lambda rid=rid: store.export_zip(rid), file_name=f"{rid}.zip",
                        mime="application/zip", key=K + "dl_zip", on_click="ignore")
+    no_code = E.run_code_problem(store, rid)
+    x5.download_button("Model as code (zip)", lambda rid=rid: E.export_zip(store, rid, "code"),
+                       file_name=f"{rid}-code.zip", mime="application/zip", key=K + "dl_code", on_click="ignore",
+                       disabled=no_code is not None,
+                       help=no_code or "model.py (plain PyTorch, no CNN Lab), weights.safetensors and predict.py "
+                                       "for 28x28 PNGs; `python -m cnnlab export` also writes ONNX and TorchScript")
 upload = st.file_uploader("Import a run zip (exported from CNN Lab)", type=["zip"], key=K + "import_file")
 if st.button("Import run", key=K + "import", disabled=upload is None):
     try:

@@ -161,12 +161,16 @@ def _live_panel(v) -> None:
     """Live-tweak form: each applied change is a `set` event, marked on the curves."""
     live = v.live_values() or {}
     labels = {"lr": "Live learning rate", "momentum": "Live momentum", "weight_decay": "Live weight decay",
-              "aug_strength": "Live augmentation strength"}
+              "aug_strength": "Live augmentation strength", "epochs": "Live epochs"}
     with st.form(K + "live_form", border=True):
         st.markdown("**Live tweak** — applies to the running job at its next step")
-        cols = st.columns(4)
+        cols = st.columns(5)
         for col, (f, label) in zip(cols, labels.items()):
             key = K + f"live_{v.id}_{f}"
+            if f == "epochs":  # more extend the run, fewer end it after the epoch in progress
+                st.session_state.setdefault(key, int(live.get(f) or v.epochs or 1))
+                col.number_input(label, key=key, min_value=1, step=1, help=tf.LIVE_EPOCHS_HELP)
+                continue
             st.session_state.setdefault(key, float(live.get(f, 0.0)))
             col.number_input(label, key=key, format="%g", step=0.001 if f == "lr" else 0.01)
         applied = st.form_submit_button("Apply", disabled=not tf.is_active(v.status))

@@ -1,4 +1,4 @@
-"""Command line: `python -m cnnlab presets|train|runs|resume|fork ...` for headless training."""
+"""Command line: `python -m cnnlab presets|train|runs|resume|fork|lr-find|export ...` for headless training."""
 
 from __future__ import annotations
 
@@ -230,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_sweep import add_sweep_commands  # sweep, sweeps (Ray is imported only when a sweep runs)
 
     add_sweep_commands(sub)
+
+    from .cli_tools import add_tool_commands  # lr-find, export
+
+    add_tool_commands(sub)
     return ap
 
 

@@ -59,7 +59,7 @@ class RunRecorder:
 
     def on_start(self, trainer: Trainer) -> None:
         self.run.write_status(status="running", message="", epoch=trainer.epoch, step=trainer.step,
-                              epochs_planned=trainer.cfg.epochs, steps_per_epoch=trainer.steps_per_epoch)
+                              epochs_planned=trainer.epochs, steps_per_epoch=trainer.steps_per_epoch)
         self._fwd("on_start", trainer)
 
     def on_step(self, rec: dict) -> None:
@@ -78,6 +78,8 @@ class RunRecorder:
         self.run.append_event(rec)
         if rec.get("event") in ("pause", "resume"):
             self.run.write_status(status="paused" if rec["event"] == "pause" else "running")
+        elif rec.get("event") == "set" and rec.get("field") == "epochs":
+            self.run.write_status(epochs_planned=rec["new"])
         self._fwd("on_event", rec)
 
     def on_epoch(self, rec: dict, trainer: Trainer) -> None:

@@ -359,7 +359,7 @@ class RunInfo:
     params: int | None = None
     parent: dict | None = None
     epochs: int | None = None  # epochs completed so far
-    epochs_planned: int | None = None  # recipe["epochs"]
+    epochs_planned: int | None = None  # status.json's epochs_planned (live-editable), else recipe["epochs"]
     error: str | None = None
     sweep: str | None = None  # id of the sweep this run is a trial of
 
@@ -605,6 +605,8 @@ class RunHandle:
                 # a kill between last.pt and status.json leaves the status an epoch behind: last.pt is
                 # what a resume continues from
                 info.epochs = self.saved_epoch("last") if self.saved_epoch("last") is not None else info.epochs
+            if isinstance(st.get("epochs_planned"), int):  # a live epochs change outdates the recipe's
+                info.epochs_planned = st["epochs_planned"]
         except LabError as exc:
             problems.append(str(exc))
         if info.test_acc is None:

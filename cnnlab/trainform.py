@@ -262,6 +262,10 @@ def job_rows(jobs: list[Any], names: dict[str, str] | None = None) -> list[dict]
     return rows
 
 
+LIVE_EPOCHS_HELP = ("More epochs extend the run, fewer end it after the epoch in progress. One-cycle and cosine "
+                    "schedules re-stretch over the new total from that step; StepLR keeps its steps.")
+
+
 def live_changes(current: dict[str, float], wanted: dict[str, Any]) -> dict[str, float]:
     """The live fields whose wanted value differs from the current one (relative tolerance 1e-9)."""
     out = {}
@@ -272,7 +276,7 @@ def live_changes(current: dict[str, float], wanted: dict[str, Any]) -> dict[str,
         if isinstance(new, bool) or not isinstance(new, (int, float)):
             raise ConfigError(k, f"must be a number, got {new!r}")
         if old is None or not math.isclose(float(new), float(old), rel_tol=1e-9, abs_tol=0.0):
-            out[k] = float(new)
+            out[k] = _as_int(k, new) if k == "epochs" else float(new)
     return out
 
 
@@ -481,9 +485,12 @@ class ForkDefaults:
 def fork_defaults(manager: Any, run_id: str) -> ForkDefaults:
     """Saved epochs to fork from and the parent's recipe values (epochs at least one past the last saved)."""
     avail = manager.fork_epochs(run_id)
-    recipe = manager.store.get(run_id).config.get("recipe") or {}
+    from .jobs import planned_epochs
+
+    handle = manager.store.get(run_id)
+    recipe = handle.config.get("recipe") or {}
     lr = recipe.get("lr")
-    planned = recipe.get("epochs")
+    planned = planned_epochs(handle)  # a live epochs change counts
     last = avail[-1] if avail else 0
     epochs = planned if isinstance(planned, int) and planned > last else last + 1
     opt = recipe.get("optimizer") if recipe.get("optimizer") in ("sgd", "adam", "adamw") else "sgd"
