@@ -174,6 +174,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         get_preset(n)  # unknown names fail before anything trains
     log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
     smoke = {k: getattr(args, k) for k in ("epochs", "subset") if getattr(args, k) is not None}
+    if args.from_runs:  # record runs trained earlier (or cut short) instead of training
+        if len(names) != 1:
+            raise LabError("--from-runs records one preset: name it, e.g. reproduce seed001 --from-runs RUN_ID")
+        entry = R.entry_from_runs(names[0], args.from_runs)
+        R.save_entries([entry])
+        log(R.reproduced_line(entry) or f"{names[0]}: no result in those runs")
+        return 0
     entries = []
     for n in names:
         entry = R.reproduce(n, list(range(args.seeds)), device=args.device, budget_h=args.budget_hours,
@@ -216,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="training steps timed before training, for the time estimate (default 12)")
     rp.add_argument("--max-hours", type=float, dest="max_hours",
                     help="stop each run at the end of the last epoch that fits and record it as partial")
+    rp.add_argument("--from-runs", nargs="+", dest="from_runs", metavar="RUN_ID",
+                    help="record these stored runs of the preset's recipe instead of training")
     rp.add_argument("--epochs", type=int, help="smoke check: fewer epochs (the record is then not written)")
     rp.add_argument("--subset", type=int, help="smoke check: fewer training images (the record is then not written)")
     rp.add_argument("--no-save", action="store_true", help="do not keep the runs in the run store")

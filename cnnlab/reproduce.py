@@ -181,6 +181,51 @@ def reproduce(name: str, seeds: list[int], *, device: str = "auto", budget_h: fl
     return entry
 
 
+def run_figures(run_id: str) -> dict:
+    """A reproduction run's figures read back from the run store (for a run trained earlier, or cut short)."""
+    from .runs import RunStore
+
+    handle = RunStore().get(run_id)
+    epochs = [r for r in handle.read_metrics() if r.get("kind") == "epoch"]
+    result = handle.result() or {}
+    status = handle.info().status
+    cfg = TrainConfig.from_dict(handle.config["recipe"])
+    train_s = epochs[-1]["t"] if epochs else 0.0
+    return {"seed": cfg.seed, "status": "done" if result.get("test_acc") is not None else "stopped",
+            "stored_status": status, "message": "", "test_acc": result.get("test_acc"),
+            "best_val_acc": max((r["val_acc"] for r in epochs), default=None), "train_images_acc": None,
+            "epochs": len(epochs), "wall_s": round(float(result.get("wall_s") or train_s), 1),
+            "train_s": round(train_s, 1),
+            "images_per_s": round(cfg.n_train() * len(epochs) / train_s, 1) if train_s else None,
+            "run_id": run_id, "val_curve": [[r["epoch"], round(r["val_acc"], 5)] for r in epochs]}
+
+
+def entry_from_runs(name: str, run_ids: list[str]) -> dict:
+    """A reproduction entry from runs already in the store (all of one preset's recipe)."""
+    p = get_preset(name)
+    runs = [run_figures(r) for r in run_ids]
+    cfg = recipe_config(name, 0)
+    entry: dict[str, Any] = {
+        "preset": name, "title": p.title, "params": summarize(p.spec).total_params, "reported": p.reported,
+        "reported_test_acc": p.reported_test_acc, "source": p.source, "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size, "validation": cfg.data.val_source, "machine": machine(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "smoke": False, "extrapolated": False,
+        "runs": runs, "from_store": True,
+    }
+    done = [r for r in runs if r["test_acc"] is not None]
+    if done:
+        accs = [r["test_acc"] for r in done]
+        entry.update(test_acc_mean=statistics.fmean(accs), test_acc_min=min(accs), test_acc_max=max(accs),
+                     wall_s_mean=statistics.fmean(r["wall_s"] for r in done),
+                     images_per_s=statistics.fmean(r["images_per_s"] for r in done if r["images_per_s"]))
+        refresh_entry(entry)
+    elif runs and runs[0]["val_curve"]:
+        r = runs[0]
+        entry.update(partial=True, epochs_done=r["epochs"], partial_val_acc=r["val_curve"][-1][1],
+                     partial_wall_s=r["train_s"], images_per_s=r["images_per_s"])
+    return entry
+
+
 def refresh_entry(entry: dict) -> dict:
     """Fill in figures added since a run was recorded (accuracy on the training images) from its saved weights."""
     from .models import build_model
