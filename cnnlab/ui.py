@@ -6,6 +6,7 @@ import streamlit as st
 
 from .jobs import JobManager
 from .runs import RunStore
+from .textsafe import md_text
 
 
 def keep_training_fast() -> None:
@@ -36,8 +37,8 @@ def show_error(exc: BaseException) -> None:
     from .errors import LabError
 
     if isinstance(exc, LabError):
-        st.error(str(exc))
+        st.error(md_text(exc))
         return
-    st.error(f"{type(exc).__name__}: {exc}")
+    st.error(md_text(f"{type(exc).__name__}: {exc}"))
     with st.expander("Traceback"):
         st.code("".join(traceback.format_exception(exc)))
