@@ -1,4 +1,4 @@
-"""Command line: `python -m cnnlab presets|train|runs|resume|fork ...` for headless training."""
+"""Command line: `python -m cnnlab presets|train|runs|resume|fork|lr-find|export ...` for headless training."""
 
 from __future__ import annotations
 
@@ -98,6 +98,9 @@ def add_recipe_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--subset", type=int, help="training images per epoch")
     ap.add_argument("--val-size", type=int, dest="val_size")
     ap.add_argument("--augment", type=float, metavar="STRENGTH", help="augmentation strength (0 = off)")
+    ap.add_argument("--aug-kind", dest="aug_kind", help="augmentation kind: affine, cropzoom or brightness")
+    ap.add_argument("--val-source", dest="val_source",
+                    help="holdout (validation images held out of the 60k) or test (train on all 60k, validate on test)")
 
 
 def recipe_overrides(args: argparse.Namespace) -> tuple[dict, dict]:
@@ -110,6 +113,9 @@ def recipe_overrides(args: argparse.Namespace) -> tuple[dict, dict]:
         data["subset"] = args.subset
     if getattr(args, "val_size", None) is not None:
         data["val_size"] = args.val_size
+    for k in ("aug_kind", "val_source"):
+        if getattr(args, k, None) is not None:
+            data[k] = getattr(args, k)
     if getattr(args, "augment", None) is not None:
         data["augment"] = args.augment > 0
         data["aug_strength"] = args.augment if args.augment > 0 else 1.0
@@ -126,6 +132,7 @@ def final_json(result: Any, run_id: str | None, params: int, wall_s: float) -> d
 def cmd_train(args: argparse.Namespace) -> int:
     from . import data as D
     from .engine import TrainConfig, Trainer
+    from .health import with_health
     from .models import get_preset, summarize
     from .recorder import RunRecorder, create_run
     from .runs import RunStore
@@ -143,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     sink: Any = progress
     if not args.no_save:
         run = create_run(RunStore(), p.name, p.spec, cfg, name=args.name, source="cli")
-        sink = RunRecorder(run, forward=progress)
+        sink = with_health(RunRecorder(run, forward=progress))
         if not args.quiet:
             sys.stderr.write(f"run {run.id} in {run.path}\n")
     trainer = Trainer(p.spec, cfg, mnist, sink=sink)
@@ -156,6 +163,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(final_json(result, run.id if run else None, params, wall))
     return 0 if result.status == "done" else 1
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from . import reproduce as R
+    from .models import get_preset, preset_names
+
+    names = args.presets or preset_names()
+    for n in names:
+        get_preset(n)  # unknown names fail before anything trains
+    log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
+    smoke = {k: getattr(args, k) for k in ("epochs", "subset") if getattr(args, k) is not None}
+    entries = []
+    for n in names:
+        entry = R.reproduce(n, list(range(args.seeds)), device=args.device, budget_h=args.budget_hours,
+                            save=not args.no_save, time_steps_n=args.time_steps, max_hours=args.max_hours,
+                            log=log, **smoke)
+        entries.append(entry)
+        if not args.no_record and not smoke:  # a shortened recipe is a check, not a reproduction
+            R.save_entries([entry])  # after each preset, so a long batch keeps what it finished
+        log(R.reproduced_line(entry) or f"{n}: no result")
+    if args.json:
+        _print_json({"status": "done", "presets": {e["preset"]: {k: e.get(k) for k in (
+            "test_acc_mean", "test_acc_min", "test_acc_max", "epochs", "wall_s_mean", "images_per_s",
+            "extrapolated", "est_total_h")} | {"run_ids": [r["run_id"] for r in e["runs"]]} for e in entries}})
+    failed = [e["preset"] for e in entries
+              if not e.get("extrapolated") and not e.get("partial") and e.get("test_acc_mean") is None]
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,11 +206,34 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--quiet", action="store_true")
     tp.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
     tp.set_defaults(func=cmd_train)
+    rp = sub.add_parser("reproduce", help="train presets' full recipes and write docs/REPRODUCTION.md")
+    rp.add_argument("presets", nargs="*", help="preset names (default: all)")
+    rp.add_argument("--seeds", type=int, default=1, help="seeds per preset (0, 1, ...; default 1)")
+    rp.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    rp.add_argument("--budget-hours", type=float, default=3.0, dest="budget_hours",
+                    help="a recipe estimated to take longer is timed over its first steps and extrapolated")
+    rp.add_argument("--time-steps", type=int, default=12, dest="time_steps",
+                    help="training steps timed before training, for the time estimate (default 12)")
+    rp.add_argument("--max-hours", type=float, dest="max_hours",
+                    help="stop each run at the end of the last epoch that fits and record it as partial")
+    rp.add_argument("--epochs", type=int, help="smoke check: fewer epochs (the record is then not written)")
+    rp.add_argument("--subset", type=int, help="smoke check: fewer training images (the record is then not written)")
+    rp.add_argument("--no-save", action="store_true", help="do not keep the runs in the run store")
+    rp.add_argument("--no-record", action="store_true", help="do not write docs/reproduction.json and REPRODUCTION.md")
+    rp.add_argument("--json", action="store_true", help="print one JSON line with the results")
+    rp.set_defaults(func=cmd_reproduce)
     try:  # runs/resume/fork live with the job machinery
         from .cli_runs import add_run_commands
         add_run_commands(sub)
     except ImportError:
         pass
+    from .cli_sweep import add_sweep_commands  # sweep, sweeps (Ray is imported only when a sweep runs)
+
+    add_sweep_commands(sub)
+
+    from .cli_tools import add_tool_commands  # lr-find, export
+
+    add_tool_commands(sub)
     return ap
 
 

@@ -20,7 +20,7 @@ from .settings import pick_device
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "onecycle", "cosine")
-LIVE_FIELDS = ("lr", "momentum", "weight_decay", "aug_strength")
+LIVE_FIELDS = ("lr", "momentum", "weight_decay", "aug_strength", "epochs")
 
 
 def _num(field_name: str, v: Any, lo: float, hi: float, *, lo_open: bool = False, integer: bool = False) -> None:
@@ -94,7 +94,7 @@ class TrainConfig:
         return self
 
     def n_train(self) -> int:
-        return self.data.subset if self.data.subset is not None else D.N_TRAIN_TOTAL - self.data.val_size
+        return self.data.n_train()
 
     def steps_per_epoch(self) -> int:
         return D.steps_per_epoch(self.n_train(), self.batch_size)
@@ -151,6 +151,24 @@ def schedule_factor(cfg: TrainConfig, step: int, epoch: int, total_steps: int) -
     return 1.0
 
 
+def stretched_step(step: int, anchor: tuple[float, float], total_steps: int) -> float:
+    """The step at which to read a schedule whose length was changed live (`epochs`).
+
+    **Live epochs policy**: a new number of epochs re-stretches what is left of a one-cycle or cosine
+    schedule over the new total, from the step it is applied on. The schedule's progress at that step
+    (`anchor = (step, progress)`, progress in 0..1) is kept, so the LR does not jump, and the schedule
+    reaches its end (one-cycle's final LR, cosine's 0) exactly at the new last step. A warm-up still in
+    progress stretches with the rest. StepLR keeps its steps (it counts epochs) and "none" is flat.
+    Returns a step on the scale of `total_steps` (the original step when nothing was changed).
+    """
+    a_step, a_prog = anchor
+    if a_step == 0 and a_prog == 0:
+        return step
+    left = total_steps - a_step
+    prog = a_prog + (1 - a_prog) * (step - a_step) / left if left > 0 else 1.0
+    return min(1.0, prog) * total_steps
+
+
 def final_cos(start: float, end: float, pct: float) -> float:
     """Cosine interpolation from start to end as pct goes 0 -> 1 (torch's _annealing_cos)."""
     return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
@@ -161,9 +179,12 @@ def final_cos(start: float, end: float, pct: float) -> float:
 class LiveParams:
     """Hyperparameters a user may change while a run trains; the loop applies them at the next step."""
 
-    def __init__(self, lr: float, momentum: float, weight_decay: float, aug_strength: float):
+    def __init__(self, lr: float, momentum: float, weight_decay: float, aug_strength: float,
+                 epochs: int | None = None):
         self._lock = threading.Lock()
         self._values = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "aug_strength": aug_strength}
+        if epochs is not None:
+            self._values["epochs"] = epochs
         self._pending: dict[str, float] = {}
         self.version = 0
 
@@ -178,10 +199,14 @@ class LiveParams:
                 _num("momentum", v, 0, 0.999)
             elif k == "weight_decay":
                 _num("weight_decay", v, 0, 1)
+            elif k == "epochs":
+                if isinstance(v, float) and v.is_integer():
+                    v = changes[k] = int(v)
+                _num("epochs", v, 1, 1000, integer=True)
             else:
                 _num("aug_strength", v, 0, 3)
         with self._lock:
-            self._pending.update({k: float(v) for k, v in changes.items()})
+            self._pending.update({k: (int(v) if k == "epochs" else float(v)) for k, v in changes.items()})
             self.version += 1
 
     def take_pending(self) -> dict[str, float]:
@@ -214,6 +239,9 @@ class Sink(Protocol):
     def on_epoch(self, rec: dict, trainer: "Trainer") -> None: ...
     def on_event(self, rec: dict) -> None: ...
     def on_end(self, result: "TrainResult", trainer: "Trainer") -> None: ...
+    # every step, around forward/backward/optimizer step (cnnlab.health samples layer statistics here)
+    def on_batch_start(self, trainer: "Trainer") -> None: ...
+    def on_batch_end(self, trainer: "Trainer") -> None: ...
 
 
 @dataclass
@@ -287,6 +315,9 @@ class Trainer:
         if self.control.live is None:
             self.control.live = LiveParams(cfg.lr, cfg.momentum, cfg.weight_decay, cfg.data.aug_strength)
         self.live = self.control.live
+        self.epochs = cfg.epochs  # live-editable: the run ends after this many epochs
+        self.live.record(epochs=self.epochs)
+        self.sched_anchor: tuple[float, float] = (0, 0.0)  # (step, schedule progress) of the last epochs change
         torch.manual_seed(cfg.seed)  # dropout draws from the global RNG (reproducible when run alone)
         self.model = build_model(spec, seed=cfg.seed).to(self.device)
         if cfg.channels_last:
@@ -294,6 +325,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, cfg)
         self.log_probs = _is_log_probs(spec)
         self.splits = D.make_splits(mnist, cfg.data)
+        self.val_data = D.validation_data(mnist, cfg.data, self.splits)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
@@ -302,7 +334,7 @@ class Trainer:
         self.best_val_acc: float | None = None
         self.best_epoch: int | None = None
         self.steps_per_epoch = D.steps_per_epoch(len(self.splits.train_idx), cfg.batch_size)
-        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.total_steps = self.steps_per_epoch * self.epochs
         self._weights_lock = threading.Lock()
         self.elapsed_before = 0.0  # training seconds of earlier sessions (resume)
         if init_weights is not None:
@@ -328,6 +360,8 @@ class Trainer:
             "lr_scale": self.lr_scale,
             "aug_strength": self.aug_strength,
             "live": self.live.snapshot(),
+            "epochs": self.epochs,
+            "sched_anchor": list(self.sched_anchor),
             "best_val_acc": self.best_val_acc,
             "best_epoch": self.best_epoch,
             "gen_state": self.gen.get_state(),
@@ -347,6 +381,7 @@ class Trainer:
         self.elapsed_before = float(st.get("elapsed", 0.0))
         live = st.get("live") or {}
         self.live.record(**{k: v for k, v in live.items() if k in LIVE_FIELDS})
+        self._set_epochs(int(st.get("epochs", self.epochs)), tuple(st.get("sched_anchor") or (0, 0.0)))
         for g in self.optimizer.param_groups:  # the optimizer state carries the live momentum/wd
             self.live.record(weight_decay=g.get("weight_decay", 0.0))
 
@@ -366,15 +401,44 @@ class Trainer:
                "t": time.time(), **kw}
         self._emit("on_event", rec)
 
-    def current_lr(self) -> float:
-        return self.cfg.lr * self.lr_scale * schedule_factor(self.cfg, self.step, self.epoch, self.total_steps)
+    def _schedule(self) -> float:
+        """The schedule's LR multiplier at the current step (stretched after a live epochs change)."""
+        at = stretched_step(self.step, self.sched_anchor, self.total_steps)
+        return schedule_factor(self.cfg, at, self.epoch, self.total_steps)
 
-    def _apply_live(self) -> None:
+    def current_lr(self) -> float:
+        return self.cfg.lr * self.lr_scale * self._schedule()
+
+    def _set_epochs(self, epochs: int, anchor: tuple[float, float]) -> None:
+        self.epochs, self.sched_anchor = epochs, (anchor[0], float(anchor[1]))
+        self.total_steps = self.steps_per_epoch * epochs
+        self.live.record(epochs=epochs)
+
+    def _change_epochs(self, requested: int, floor: int) -> int:
+        """Apply a live epochs value (never below `floor`, the epochs done or in progress); the new count.
+
+        The schedule re-stretches from this step (see `stretched_step`); StepLR keeps its steps.
+        """
+        new = max(int(requested), floor, 1)
+        if new != self.epochs:
+            progress = stretched_step(self.step, self.sched_anchor, self.total_steps) / max(1, self.total_steps)
+            self._set_epochs(new, (self.step, min(1.0, progress)))
+        return new
+
+    def _apply_live(self, floor: int | None = None) -> None:
+        """Apply pending live changes; `floor`: the fewest epochs the run can still end after."""
         pending = self.live.take_pending()
         for k, new in pending.items():
-            if k == "lr":
+            extra: dict = {}
+            if k == "epochs":
+                old = self.epochs
+                new_eff = self._change_epochs(new, self.epoch + 1 if floor is None else floor)
+                if new_eff != new:
+                    extra["requested"] = new  # fewer than already trained: ends after the epoch in progress
+                new = new_eff
+            elif k == "lr":
                 old = self.current_lr()
-                sched = self.cfg.lr * schedule_factor(self.cfg, self.step, self.epoch, self.total_steps)
+                sched = self.cfg.lr * self._schedule()
                 # live LR rescales the schedule: from this step on lr_t = schedule_t * scale, = new now
                 self.lr_scale = new / sched if sched > 0 else self.lr_scale
             elif k == "momentum":
@@ -393,7 +457,7 @@ class Trainer:
                 old = self.aug_strength
                 self.aug_strength = new
             self.live.record(**{k: new})
-            self._event("set", field=k, old=old, new=new)
+            self._event("set", field=k, old=old, new=new, **extra)
 
     def _wait_if_paused(self) -> None:
         if not self.control.pause_event.is_set():
@@ -452,7 +516,10 @@ class Trainer:
         t_start = time.perf_counter() - self.elapsed_before
         self._train_s = 0.0
         model.train()
-        while self.epoch < cfg.epochs:
+        while True:
+            self._apply_live(floor=self.epoch)  # between epochs: a shorter run can end here
+            if self.epoch >= self.epochs:
+                break
             ep_loss = torch.zeros((), device=dev)
             ep_correct = torch.zeros((), device=dev, dtype=torch.long)
             ep_n = 0
@@ -469,10 +536,11 @@ class Trainer:
                 lr = self.current_lr()
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
-                xb = D.make_batch(x_all, idx, self.aug_strength, self.gen).to(dev, non_blocking=True)
+                xb = D.make_batch(x_all, idx, self.aug_strength, self.gen, cfg.data.aug_kind).to(dev, non_blocking=True)
                 yb = y_all.index_select(0, idx).to(dev, non_blocking=True)
                 if cfg.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
+                self._emit("on_batch_start", self)  # callbacks that sample a step (layer health) arm here
                 out = model(xb)
                 loss = self._loss(out, yb)
                 with self._weights_lock:
@@ -480,6 +548,7 @@ class Trainer:
                     loss.backward()
                     self.optimizer.step()
                 self.step += 1
+                self._emit("on_batch_end", self)  # grads of this step are still in .grad here
                 n = len(idx)
                 ep_loss += loss.detach() * n
                 correct = (out.detach().argmax(1) == yb).sum()
@@ -506,8 +575,7 @@ class Trainer:
             if not math.isfinite(tl):
                 self._event("diverged", value=str(tl))
                 return "diverged", f"training diverged: the epoch's mean loss is {tl} (epoch {self.epoch}); lower the learning rate"
-            vl, va, _ = evaluate(model, x_all[self.splits.val_idx], y_all[self.splits.val_idx], dev,
-                                 cfg.eval_batch_size, cfg.channels_last)
+            vl, va, _ = evaluate(model, *self.val_data, dev, cfg.eval_batch_size, cfg.channels_last)
             improved = self.best_val_acc is None or va > self.best_val_acc
             if improved:
                 self.best_val_acc, self.best_epoch = va, self.epoch

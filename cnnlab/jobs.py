@@ -20,6 +20,13 @@ Policies:
   value at that step. The schedule keeps its shape: a later StepLR drop or the one-cycle/cosine decay
   still happens, relative to the user's value. Neither silently wins; the `set` event records the step,
   epoch and old/new values. Momentum, weight decay and augmentation strength are plain overrides.
+- **Live epochs**: more epochs extend the run; fewer end it at the end of the epoch in progress (a value
+  below the epochs already done or in progress ends it there, and the event records what was asked).
+  One-cycle and cosine schedules re-stretch what is left of them over the new total from that step
+  (`engine.stretched_step`: no jump in the LR, the schedule ends at the new last step); StepLR keeps its
+  steps. The count is saved in every checkpoint and in status.json (`epochs_planned`), so a resumed run
+  keeps it (a change made after the last checkpoint is applied again at the resume step, as a new
+  `set` event), and a fork's default `epochs` is the parent's current count.
 - **Threads**: with torch's OpenMP backend `torch.set_num_threads` holds per thread once that thread
   has run a parallel op (measured here: a thread that set 1 keeps 1 while another sets 2). Each worker
   therefore sets its own count, and re-checks it at every step: `cores // running jobs`, at least 1.
@@ -62,6 +69,7 @@ import torch
 from . import data as D
 from .engine import LIVE_FIELDS, Control, LiveParams, TrainConfig, TrainResult, Trainer
 from .errors import CheckpointError, ConfigError, LabError
+from .health import with_health
 from .models import validate_spec
 from .recorder import RunRecorder, create_run
 from .runs import ACTIVE, RunHandle, RunInfo, RunStore, _effective_status
@@ -84,6 +92,27 @@ def threads_per_job(running: int, cores: int | None = None) -> int:
     return max(1, (cores or cpu_cores()) // max(1, running))
 
 
+def planned_epochs(handle: RunHandle) -> int:
+    """A run's current number of epochs: status.json's (kept up to date by live changes), else the recipe's."""
+    try:
+        planned = handle.status.get("epochs_planned")
+    except LabError:
+        planned = None
+    if isinstance(planned, int) and not isinstance(planned, bool) and planned >= 1:
+        return planned
+    return int((handle.config.get("recipe") or {}).get("epochs") or 1)
+
+
+def _epochs_set_after(events: list[dict], step: int, epoch: int) -> int | None:
+    """The last live epochs value set after a checkpoint at (step, epoch), or None."""
+    later = None
+    for r in events:
+        s, e = int(r.get("step") or 0), int(r.get("epoch") or 0)
+        if r.get("event") == "set" and r.get("field") == "epochs" and (s > step or (s == step and e > epoch)):
+            later = r.get("new")
+    return int(later) if isinstance(later, (int, float)) else None
+
+
 def merge_records(metrics: list[dict], events: list[dict]) -> list[dict]:
     """Step/epoch records and events of a stored run in emission order (events after their step's record)."""
     tagged = [(int(r.get("step") or 0), 0, i, r) for i, r in enumerate(metrics)]
@@ -104,7 +133,7 @@ class _Job:
         self.lock = threading.Lock()
         self.records: list[dict] = []
         self.control = Control(LiveParams(cfg.lr, cfg.momentum, cfg.weight_decay,
-                                          cfg.data.aug_strength if cfg.data.augment else 0.0))
+                                          cfg.data.aug_strength if cfg.data.augment else 0.0, cfg.epochs))
         self.stop_after_epoch = False
         self.thread: threading.Thread | None = None
         self.trainer: Trainer | None = None
@@ -130,6 +159,7 @@ class _Job:
             self.epochs_done, self.step = trainer.epoch, trainer.step
             self.epoch = max(self.epoch, trainer.epoch)
             self.steps_per_epoch, self.total_steps = trainer.steps_per_epoch, trainer.total_steps
+            self.epochs = trainer.epochs
             self.best_val_acc = trainer.best_val_acc
 
     def adjust_threads(self) -> None:
@@ -150,6 +180,10 @@ class _Job:
             elif isinstance(ips, (int, float)) and ips > 0:
                 self.ips = ips if self.ips is None else (1 - IPS_SMOOTHING) * self.ips + IPS_SMOOTHING * ips
 
+    def on_health(self, rec: dict) -> None:
+        with self.lock:
+            self.records.append(rec)
+
     def on_epoch(self, rec: dict, trainer: Trainer) -> None:
         with self.lock:
             self.records.append(rec)
@@ -165,6 +199,9 @@ class _Job:
                 self.status = "paused"
             elif rec.get("event") == "resume":
                 self.status, self._skip_ips = "running", True
+            elif rec.get("event") == "set" and rec.get("field") == "epochs":
+                self.epochs = int(rec["new"])
+                self.total_steps = self.steps_per_epoch * self.epochs
 
     def on_end(self, result: TrainResult, trainer: Trainer) -> None:
         with self.lock:
@@ -251,7 +288,7 @@ class JobView:
         return [dict(r) for r in recs], n
 
     def live_values(self) -> dict:
-        """Current lr, momentum, weight_decay, aug_strength (pending changes included)."""
+        """Current lr, momentum, weight_decay, aug_strength, epochs (pending changes included)."""
         return self._job.control.live.snapshot()
 
     def config(self) -> TrainConfig:
@@ -334,6 +371,7 @@ class JobManager:
         weights, epoch = self._fork_weights(src, epoch)
         over = dict(overrides or {})
         recipe = dict(cfgd.get("recipe") or {})
+        recipe["epochs"] = planned_epochs(src)  # a live-edited count, not the launch recipe's
         data_over = over.pop("data", None) or {}
         if isinstance(data_over, D.DataConfig):
             data_over = data_over.to_dict()
@@ -432,7 +470,7 @@ class JobManager:
             job.control.stop_event.set()
 
     def set_live(self, run_id: str, **changes: float) -> None:
-        """Change lr, momentum, weight_decay or aug_strength from the next step on (ConfigError if invalid)."""
+        """Change lr, momentum, weight_decay, aug_strength or epochs from the next step on (ConfigError if invalid)."""
         job = self._active_job(run_id, "change")
         bad = [k for k in changes if k not in LIVE_FIELDS]
         if bad:
@@ -597,7 +635,7 @@ class JobManager:
             mnist = self._mnist_loader()
             resume_state = self._prepare_resume(job) if job.mode == "resume" else None
             trainer = Trainer(job.spec, job.cfg, mnist, control=job.control,
-                              sink=RunRecorder(job.handle, forward=job), resume_state=resume_state,
+                              sink=with_health(RunRecorder(job.handle, forward=job)), resume_state=resume_state,
                               init_weights=job.init_weights)
             if resume_state is None and job.start_epoch:  # a fork: counters continue the parent's
                 trainer.epoch, trainer.step = job.start_epoch, job.start_epoch * trainer.steps_per_epoch
@@ -647,7 +685,10 @@ class JobManager:
                 job.init_weights, _ = self._fork_weights(src, int(job.fork_from["epoch"]))
             epoch = job.start_epoch
             step = epoch * job.steps_per_epoch
+        later = _epochs_set_after(handle.read_events(), step, epoch)
         handle.rewind(step, epoch)
+        if later is not None:  # changed after the checkpoint: apply it again at the resume step
+            job.control.live.set(epochs=later)
         prefill = merge_records(handle.read_metrics(), handle.read_events())
         rec = {"kind": "event", "event": "resumed", "step": step, "epoch": epoch + 1, "from_epoch": epoch,
                "t": time.time()}

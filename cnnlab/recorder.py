@@ -59,7 +59,7 @@ class RunRecorder:
 
     def on_start(self, trainer: Trainer) -> None:
         self.run.write_status(status="running", message="", epoch=trainer.epoch, step=trainer.step,
-                              epochs_planned=trainer.cfg.epochs, steps_per_epoch=trainer.steps_per_epoch)
+                              epochs_planned=trainer.epochs, steps_per_epoch=trainer.steps_per_epoch)
         self._fwd("on_start", trainer)
 
     def on_step(self, rec: dict) -> None:
@@ -68,11 +68,18 @@ class RunRecorder:
             self.flush()
         self._fwd("on_step", rec)
 
+    def on_health(self, rec: dict) -> None:
+        """A layer-health record (cnnlab.health): stored with the step records, in metrics.jsonl."""
+        self._buf.append(rec)
+        self._fwd("on_health", rec)
+
     def on_event(self, rec: dict) -> None:
         self.flush()
         self.run.append_event(rec)
         if rec.get("event") in ("pause", "resume"):
             self.run.write_status(status="paused" if rec["event"] == "pause" else "running")
+        elif rec.get("event") == "set" and rec.get("field") == "epochs":
+            self.run.write_status(epochs_planned=rec["new"])
         self._fwd("on_event", rec)
 
     def on_epoch(self, rec: dict, trainer: Trainer) -> None:

@@ -382,8 +382,9 @@ class RunInfo:
     params: int | None = None
     parent: dict | None = None
     epochs: int | None = None  # epochs completed so far
-    epochs_planned: int | None = None  # recipe["epochs"]
+    epochs_planned: int | None = None  # status.json's epochs_planned (live-editable), else recipe["epochs"]
     error: str | None = None
+    sweep: str | None = None  # id of the sweep this run is a trial of
 
 
 class RunHandle:
@@ -609,6 +610,7 @@ class RunHandle:
             cfg = self.config
             info.preset, info.created = cfg.get("preset"), cfg.get("created")
             info.params, info.parent = cfg.get("params"), cfg.get("parent")
+            info.sweep = cfg.get("sweep") if isinstance(cfg.get("sweep"), str) else None
             recipe = cfg.get("recipe") if isinstance(cfg.get("recipe"), dict) else {}
             info.epochs_planned = recipe.get("epochs")
         except LabError as exc:
@@ -626,6 +628,8 @@ class RunHandle:
                 # a kill between last.pt and status.json leaves the status an epoch behind: last.pt is
                 # what a resume continues from
                 info.epochs = self.saved_epoch("last") if self.saved_epoch("last") is not None else info.epochs
+            if isinstance(st.get("epochs_planned"), int):  # a live epochs change outdates the recipe's
+                info.epochs_planned = st["epochs_planned"]
         except LabError as exc:
             problems.append(str(exc))
         if info.test_acc is None:

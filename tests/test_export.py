@@ -1,0 +1,192 @@
+"""Export: standalone code (run in a fresh interpreter without cnnlab), ONNX (onnxruntime), TorchScript, CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab import cli
+from cnnlab import data as D
+from cnnlab import export as E
+from cnnlab import models as M
+from cnnlab.engine import TrainConfig, Trainer
+from cnnlab.modelsource import build_eval_model
+from cnnlab.recorder import RunRecorder, create_run
+from cnnlab.runs import RunStore
+
+# every layer type the code generator knows, in one small net
+ALL_TYPES = [
+    {"type": "conv", "out": 8, "k": 3, "pad": 1, "bias": False}, {"type": "bn"}, {"type": "relu"},
+    {"type": "maxpool", "k": 2},
+    {"type": "inception", "b1": 4, "b3r": 4, "b3": 8, "b5r": 2, "b5": 4, "pool": 4}, {"type": "dropout", "p": 0.1},
+    {"type": "conv", "out": 32, "k": 3, "stride": 2}, {"type": "avgpool", "k": 2, "stride": 1},
+    {"type": "relu"}, {"type": "gap"}, {"type": "flatten"}, {"type": "linear", "out": 10},
+    {"type": "logsoftmax"},
+]
+N_IMAGES = 10
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mnist):
+    """(store, run id): the `fast` preset trained for one epoch on 4,000 images, saved like any run."""
+    store = RunStore(tmp_path_factory.mktemp("export") / "runs")
+    p = M.get_preset("fast")
+    cfg = TrainConfig.from_dict({**p.recipe, "device": "cpu", "data": {"subset": 4000, "val_size": 1000}})
+    run = create_run(store, "fast", p.spec, cfg, name="fast on 4k")
+    result = Trainer(p.spec, cfg, mnist, sink=RunRecorder(run)).run()
+    assert result.status == "done", result.message
+    assert result.test_acc > 0.8  # a real, if small, model
+    return store, run.id
+
+
+def _lab_outputs(store: RunStore, rid: str, x_u8: torch.Tensor) -> torch.Tensor:
+    """What the lab computes for these test images: the run's best weights on `data.to_float` input."""
+    handle = store.get(rid)
+    model = build_eval_model(handle.config["spec"], handle.load_checkpoint("best")["model"], "best.pt")
+    with torch.no_grad():
+        return model(D.to_float(x_u8))
+
+
+def _pngs(folder: Path, images: torch.Tensor) -> list[str]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(images):
+        p = folder / f"digit_{i}.png"
+        Image.fromarray(img.numpy(), mode="L").save(p)
+        paths.append(str(p))
+    return paths
+
+
+def test_every_layer_type_has_a_code_emitter() -> None:
+    missing = set(M.LAYER_TYPES) - set(E.EMITTERS)
+    assert not missing, f"add emitters for {sorted(missing)} to cnnlab/export.py EMITTERS"
+    assert {L["type"] for L in ALL_TYPES} == set(M.LAYER_TYPES)  # the trained net covers them all
+
+
+def test_code_export_runs_without_cnnlab_and_predicts_like_the_lab(trained, mnist, tmp_path) -> None:
+    store, rid = trained
+    out = tmp_path / "exported"
+    files = E.export_run(store, rid, "code", out)
+    assert sorted(f.name for f in files) == ["README.md", "model.py", "predict.py", "weights.safetensors"]
+    source = (out / "model.py").read_text()
+    assert "cnnlab" not in source.replace("CNN Lab", "") and "import cnnlab" not in (out / "predict.py").read_text()
+    for expected in ("class Net(nn.Module)", "self.conv1 = nn.Conv2d(1, 16, 3, padding=1, bias=False)",
+                     "self.bn1 = nn.BatchNorm2d(16)", "x = F.max_pool2d(x, 2)", "# 16x14x14",
+                     "self.fc1 = nn.Linear(384, 10)", "# 10", "INPUT_MEAN = 0.1307"):
+        assert expected in source, expected
+    images = mnist.test_x[:N_IMAGES]
+    pngs = _pngs(tmp_path / "pngs", images)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    # a fresh interpreter in the export folder: no PYTHONPATH, no user site, and cnnlab is not importable there
+    probe = subprocess.run([sys.executable, "-E", "-s", "-c", "import cnnlab"], cwd=out, env=env,
+                           capture_output=True, text=True)
+    assert probe.returncode != 0 and "No module named 'cnnlab'" in probe.stderr
+    done = subprocess.run([sys.executable, "-E", "-s", "predict.py", *pngs, "--json"], cwd=out, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    lab = torch.softmax(_lab_outputs(store, rid, images), 1).numpy()
+    assert [r["digit"] for r in rows] == lab.argmax(1).tolist()
+    np.testing.assert_allclose(np.array([r["probs"] for r in rows]), lab, atol=1e-5)
+    plain = subprocess.run([sys.executable, "-E", "-s", "predict.py", pngs[0]], cwd=out, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert plain.stdout.startswith(f"{pngs[0]}: {lab[0].argmax()} (")
+
+
+def test_onnx_matches_the_lab_within_1e_4(trained, mnist, tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    store, rid = trained
+    E.export_run(store, rid, "onnx", tmp_path)
+    sess = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    images = mnist.test_x[:N_IMAGES]
+    got = sess.run(["logits"], {"input": D.to_float(images).numpy()})[0]
+    lab = _lab_outputs(store, rid, images).numpy()
+    assert got.shape == (N_IMAGES, 10)
+    assert np.abs(got - lab).max() <= 1e-4
+    assert (got.argmax(1) == lab.argmax(1)).all()
+
+
+def test_torchscript_matches_the_lab(trained, mnist, tmp_path) -> None:
+    store, rid = trained
+    E.export_run(store, rid, "torchscript", tmp_path)
+    model = torch.jit.load(str(tmp_path / "model.pt"))
+    images = mnist.test_x[:N_IMAGES]
+    with torch.no_grad():
+        got = model(D.to_float(images))
+    torch.testing.assert_close(got, _lab_outputs(store, rid, images), atol=1e-5, rtol=1e-5)
+
+
+def test_generated_code_reads_like_the_spec() -> None:
+    source = E.generate_code(ALL_TYPES).source
+    for expected in ("self.conv1 = nn.Conv2d(1, 8, 3, padding=1, bias=False)", "self.bn1 = nn.BatchNorm2d(8)",
+                     "self.inception1 = Inception(8, b1=4, b3r=4, b3=8, b5r=2, b5=4, pool=4)", "class Inception",
+                     "self.dropout1 = nn.Dropout(0.1)", "self.conv2 = nn.Conv2d(20, 32, 3, stride=2)",
+                     "x = F.avg_pool2d(x, 2, stride=1)", "x = F.adaptive_avg_pool2d(x, 1)",
+                     "x = torch.flatten(x, 1)", "x = F.log_softmax(x, dim=1)", "log-probabilities"):
+        assert expected in source, expected
+    shapes = [line.split("# ")[1] for line in source.splitlines() if line.strip().startswith("x = ")]
+    assert shapes[:5] == ["8x28x28", "8x28x28", "8x28x28", "8x14x14", "20x14x14"] and shapes[-1] == "10"
+
+
+@pytest.mark.parametrize("preset", [*M.preset_names(), "all_types"])
+def test_generated_code_of_every_preset_computes_what_the_lab_model_does(preset, tmp_path) -> None:
+    spec = ALL_TYPES if preset == "all_types" else M.get_preset(preset).spec
+    lab = M.build_model(spec, seed=3).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # BatchNorm statistics away from their defaults, so a mix-up would show
+        for name, buf in lab.named_buffers():
+            if buf.is_floating_point():
+                buf.copy_(torch.rand(buf.shape, generator=g) + 0.5)
+    gen = E.generate_code(spec, title=preset)
+    (tmp_path / "model.py").write_text(gen.source)
+    mod_spec = importlib.util.spec_from_file_location(f"exported_{preset}", tmp_path / "model.py")
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    net = mod.Net().eval()
+    net.load_state_dict(E.rename_state(lab.state_dict(), gen.key_map))  # strict: every name maps
+    x = torch.randn(4, 1, 28, 28, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), lab(x), atol=1e-6, rtol=1e-6)
+    assert (mod.INPUT_MEAN, mod.INPUT_STD) == (D.MEAN, D.STD)
+
+
+def test_a_layer_type_without_an_emitter_is_named(monkeypatch) -> None:
+    monkeypatch.delitem(E.EMITTERS, "bn")
+    spec = M.get_preset("fast").spec
+    with pytest.raises(E.ExportError) as exc:
+        E.generate_code(spec)
+    assert "layer 2 (bn)" in str(exc.value) and "EMITTERS" in str(exc.value)
+    assert "bn" in E.code_export_problem(spec)
+    assert E.code_export_problem(M.get_preset("seed004").spec) is None
+
+
+def test_zip_cli_and_errors(trained, tmp_path, monkeypatch, capsys) -> None:
+    store, rid = trained
+    names = zipfile.ZipFile(io.BytesIO(E.export_zip(store, rid))).namelist()
+    assert sorted(names) == sorted(f"{rid}-code/{n}" for n in ("README.md", "model.py", "predict.py",
+                                                                 "weights.safetensors"))
+    monkeypatch.setenv("CNNLAB_CHECKPOINT_DIR", str(store.root))
+    assert cli.main(["export", rid, "--format", "onnx", "--out", str(tmp_path / "o"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {Path(f).name for f in out["files"]} == {"model.onnx", "README.md"}
+    assert "(x - 0.1307) / 0.3081" in (tmp_path / "o" / "README.md").read_text()
+    assert cli.main(["export", rid, "--format", "torchscript", "--out", str(tmp_path / "t")]) == 0
+    assert (tmp_path / "t" / "model.pt").is_file()
+    empty = create_run(store, "custom", ALL_TYPES, TrainConfig(device="cpu"))
+    assert cli.main(["export", empty.id, "--out", str(tmp_path / "e")]) == 2
+    assert "no best/last.pt yet" in capsys.readouterr().err
+    assert E.run_code_problem(store, empty.id).startswith("no saved weights")
+    assert E.run_code_problem(store, rid) is None
+    assert not (tmp_path / "e").exists() or not any((tmp_path / "e").iterdir())
