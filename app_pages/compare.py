@@ -14,6 +14,7 @@ from cnnlab.plots import evaluation as P
 from cnnlab.plots import why
 from cnnlab.runs import ACTIVE
 from cnnlab.modelsource import ModelRef, ModelSource
+from cnnlab.textsafe import md_text
 from cnnlab.ui import get_manager, show_error, test_map_view
 
 K = "compare_"  # widget-key namespace of this page
@@ -39,7 +40,7 @@ ss[K + "seen"] = C.listing_signature(infos)  # the fragment reruns the page when
 st.title("Compare runs")
 if ss.get(K + "flash"):
     kind, text = ss.pop(K + "flash")
-    getattr(st, kind)(text)
+    getattr(st, kind)(md_text(text))
 
 
 def label(rid: str) -> str:
@@ -174,7 +175,7 @@ if infos:
         weights = []
         show_error(exc)
     if info.error:
-        st.warning(f"This run's folder has problems: {info.error}")
+        st.warning(f"This run's folder has problems: {md_text(info.error)}")
     if not weights:
         st.info("This run has no saved weights yet (they are written after each epoch).")
     else:
@@ -237,7 +238,7 @@ if infos:
                      for row in summarize(store.get(rid).config["spec"]).table()]
             st.dataframe(table, hide_index=True, key=K + "summary")
         except (LabError, KeyError, TypeError) as exc:
-            st.warning(f"No model summary: {exc}")
+            st.warning(f"No model summary: {md_text(exc)}")
 
 # ------------------------------------------------------------------ which errors a change fixed (cnnlab.fixes)
 with_weights = [rid for rid in order if by_id[rid].epochs]  # runs with at least one saved epoch
@@ -298,7 +299,7 @@ if infos:
     rid = pick("Run", K + "manage_run", order)
     info = by_id[rid]
     if info.error or info.message:
-        st.caption(f"Status **{info.status}**: {info.error or info.message}")
+        st.caption(f"Status **{info.status}**: {md_text(info.error or info.message)}")
     n1, n2 = st.columns(2)
     with n1:
         new_name = st.text_input("Name", value=info.name, key=f"{K}name_{rid}")
@@ -330,7 +331,7 @@ if infos:
             ss[K + "confirm_delete"] = rid
             st.rerun()
     else:
-        st.warning(f"Delete “{label(rid)}” and all its files ({info.path})? This cannot be undone.")
+        st.warning(f"Delete “{md_text(label(rid))}” and all its files ({md_text(info.path)})? This cannot be undone.")
         y, n = st.columns(2)
         if y.button("Yes, delete", key=K + "delete_yes", type="primary"):
             ss.pop(K + "confirm_delete", None)
@@ -370,4 +371,4 @@ if st.button("Import run", key=K + "import", disabled=upload is None):
         new_id = C.import_run(store, upload.getvalue())
         flash("success", f"Imported as run “{new_id}”.")
     except LabError as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))

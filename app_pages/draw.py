@@ -15,6 +15,7 @@ from cnnlab.data import load_mnist
 from cnnlab.errors import LabError
 from cnnlab.modelsource import NO_RUNS_HINT, LoadedModel, ModelRef, ModelSource
 from cnnlab.plots import probe, why
+from cnnlab.textsafe import md_text
 
 K = "draw_"  # widget-key namespace of this page
 VIEWS = ["Inside the model", "Compare two models", "Robustness", "Across epochs", "Test-set map"]
@@ -56,7 +57,7 @@ def _load(src: ModelSource, ref: ModelRef, refresh: bool = False) -> LoadedModel
     try:
         return src.load(ref, refresh=refresh)
     except LabError as exc:
-        st.error(f"Cannot load {ref.label or ref.key}: {exc}")
+        st.error(f"Cannot load {md_text(ref.label or ref.key)}: {md_text(exc)}")
         return None
 
 
@@ -106,7 +107,7 @@ def _test_input(src: ModelSource, loaded: LoadedModel) -> inf.Analysis | None:
     try:
         mnist = load_mnist()
     except LabError as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))
         return None
     n = len(mnist.test_x)
     st.session_state.setdefault(K + "test_idx", 0)
@@ -145,7 +146,7 @@ def _inside(loaded: LoadedModel, a: inf.Analysis) -> None:
                 loaded.memo["filters_fig"] = probe.filters_mosaic(inf.first_layer_filters(loaded.model))
             st.plotly_chart(loaded.memo["filters_fig"], key=K + "filters")
         except LabError as exc:
-            st.info(str(exc))
+            st.info(md_text(exc))
     with c2:
         method = st.radio("Attribution", list(SALIENCY), horizontal=True, key=K + "attr")
         target = st.selectbox("Explain class", ["predicted", *range(10)], key=K + "target")
@@ -157,7 +158,7 @@ def _inside(loaded: LoadedModel, a: inf.Analysis) -> None:
             st.plotly_chart(probe.saliency_overlay(a.pre.image, attr, title=f"{method} for class {t}"),
                             key=K + "saliency")
         except LabError as exc:
-            st.info(str(exc))
+            st.info(md_text(exc))
 
 
 def _compare(src: ModelSource, refs: list[ModelRef], loaded: LoadedModel, a: inf.Analysis) -> None:
@@ -229,7 +230,7 @@ def workbench() -> None:
     try:
         refs = src.choices()
     except LabError as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))
         return
     if not refs:
         st.info(NO_RUNS_HINT)
@@ -281,7 +282,7 @@ def body(src: ModelSource, refs: list[ModelRef], loaded: LoadedModel) -> None:
         else:
             _test_set_map(loaded, a)
     except LabError as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))
     st.caption(f"server time for this update: {(time.perf_counter() - t0) * 1e3:.0f} ms "
                f"(forward pass with feature maps {a.timing_ms['forward']:.1f} ms)")
 

@@ -10,6 +10,7 @@ import streamlit as st
 from cnnlab import trainform as tf
 from cnnlab import ui
 from cnnlab.errors import LabError
+from cnnlab.textsafe import md_text
 from cnnlab.plots import sweep as P
 from cnnlab.sweeps import view as V
 from cnnlab.sweeps.space import FIELDS, SEARCHES
@@ -88,7 +89,7 @@ def watch() -> None:
         return
     err = launcher.startup_error(sid)
     if err:
-        st.error(f"The sweep did not start: {err}")
+        st.error(f"The sweep did not start: {md_text(err)}")
         return
     if launcher.starting(sid):
         st.info("Starting Ray and the sweep…")
@@ -104,12 +105,12 @@ def watch() -> None:
     fields = [p["field"] for p in d.get("params") or []]
     rows = trial_rows(sweeps, sid)
     where = rec.get("address") or "a local Ray"
-    st.markdown(f"**{d.get('name') or sid}** · status **{rec.get('status')}** · {d.get('search')} search over "
+    st.markdown(f"**{md_text(d.get('name') or sid)}** · status **{rec.get('status')}** · {d.get('search')} search over "
                 f"`{' '.join(d.get('space') or [])}` · {len(rows)} of {d.get('trials')} trials · "
                 f"{rec.get('concurrent')} at once on {where}"
                 + (" · ASHA early stopping" if d.get("early_stop") else ""))
     if rec.get("message"):
-        st.caption(rec["message"])
+        st.caption(md_text(rec["message"]))
     scored = [r for r in rows if isinstance(r["best_val_acc"], (int, float))]
     best = max(scored, key=lambda r: r["best_val_acc"]) if scored else None
     if best:

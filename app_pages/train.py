@@ -11,8 +11,10 @@ from cnnlab import data, health
 from cnnlab import trainform as tf
 from cnnlab import ui
 from cnnlab.errors import ConfigError, DataMissingError, LabError, SpecError
+from cnnlab.jobs import MAX_CONCURRENT
 from cnnlab.plots import why
 from cnnlab.plots.curves import augmentation_preview
+from cnnlab.textsafe import md_text
 
 K = "train_"  # widget-key namespace of this page
 manager = ui.get_manager()
@@ -49,7 +51,7 @@ with setup:
         st.caption(tf.limits_caption())
         checked = tf.check_spec_text(text)
         if checked.error:
-            st.error(f"Architecture does not fit: {checked.error}")
+            st.error(f"Architecture does not fit: {md_text(checked.error)}")
         else:
             st.caption(f"{checked.total_params:,} parameters")
             st.dataframe(checked.table, hide_index=True, height=240)
@@ -142,6 +144,13 @@ def _rename(rid: str) -> None:
         st.session_state[K + "flash"] = str(exc)
 
 
+def _set_max_jobs() -> None:
+    try:
+        manager.set_max_concurrent(int(st.session_state[K + "max_jobs"]))
+    except LabError as exc:
+        st.session_state[K + "flash"] = str(exc)
+
+
 def _controls(v) -> None:
     """Pause / Resume / Stop for the shown run."""
     b1, b2, b3, _ = st.columns([1, 1, 1, 3])
@@ -214,14 +223,18 @@ def watch() -> None:
                  format_func=lambda i: f"{names[i]} · {by_id[i].preset}")  # stable label: status is below
     if len(jobs) > 1:
         st.dataframe(tf.job_rows(jobs, names), hide_index=True, height=min(38 * (len(jobs) + 1), 220))
+        st.session_state[K + "max_jobs"] = manager.max_concurrent  # process-wide: another tab may change it
+        st.number_input("Jobs at once", min_value=1, max_value=MAX_CONCURRENT, step=1, key=K + "max_jobs",
+                        on_change=_set_max_jobs, help="More jobs wait in a queue. A paused job keeps its slot; "
+                                                      "raise this to start a queued job now.")
     v = by_id[rid]
 
     st.session_state.setdefault(K + f"rename_{rid}", names[rid])
     st.text_input("Run name", key=K + f"rename_{rid}", on_change=_rename, args=(rid,))
     if K + "flash" in st.session_state:
-        st.warning(st.session_state.pop(K + "flash"))
+        st.warning(md_text(st.session_state.pop(K + "flash")))
     level, line = tf.status_line(v)
-    getattr(st, level)(line)
+    getattr(st, level)(md_text(line))
     if v.status == "failed" and v.traceback:
         with st.expander("Traceback"):
             st.code(v.traceback)
@@ -321,12 +334,12 @@ def saved_panel() -> None:
     try:
         infos = tf.saved_runs(manager)
     except (LabError, OSError) as exc:
-        st.error(f"Cannot list the run store: {exc}")
+        st.error(f"Cannot list the run store: {md_text(exc)}")
         return
     if K + "saved_flash" in st.session_state:
-        st.error(st.session_state.pop(K + "saved_flash"))
+        st.error(md_text(st.session_state.pop(K + "saved_flash")))
     if K + "saved_toast" in st.session_state:
-        st.toast(st.session_state.pop(K + "saved_toast"))
+        st.toast(md_text(st.session_state.pop(K + "saved_toast")))
     if not infos:
         st.caption("No saved runs yet. Every run is saved as it trains and survives a restart of the app.")
         return
@@ -340,7 +353,7 @@ def saved_panel() -> None:
     rid = st.selectbox("Saved run", list(by_id), key=K + "saved", format_func=lambda i: tf.saved_label(by_id[i]))
     info = by_id[rid]
     level, line = tf.saved_status_line(info)
-    getattr(st, level)(line)
+    getattr(st, level)(md_text(line))
     if info.status == "error":
         return  # a damaged folder: its error, nothing to press
     b1, b2, _ = st.columns([2, 1, 2])
@@ -352,7 +365,7 @@ def saved_panel() -> None:
     try:
         fd = tf.fork_defaults(manager, rid)
     except LabError as exc:
-        st.caption(f"Cannot fork: {exc}")
+        st.caption(f"Cannot fork: {md_text(exc)}")
         return
     if not fd.epochs_available:
         st.caption("No saved epoch to fork from.")

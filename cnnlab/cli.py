@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         exc.parser.print_usage(sys.stderr)
         print(f"{exc.parser.prog}: error: {exc.message}", file=sys.stderr)
         if as_json:
-            named = re.match(r"argument (?:-+)?([\w-]+)", exc.message)  # "argument --lr: invalid float ..."
+            named = re.match(r"argument --([\w-]+)", exc.message)  # "argument --lr: invalid float ..."
             _print_json(error_json(f"{exc.parser.prog}: {exc.message}",
                                    named.group(1).replace("-", "_") if named else None))
         return 2

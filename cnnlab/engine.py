@@ -105,6 +105,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict | None, **overrides: Any) -> "TrainConfig":
         """Build from a dict (unknown keys refused with ConfigError); overrides win (None ignored)."""
+        if d is not None and not isinstance(d, dict):
+            raise ConfigError("recipe", f"must be a dict of training options, got {type(d).__name__} {str(d)[:40]!r}")
         d = dict(d or {})
         d.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(d) - set(cls.__dataclass_fields__)
@@ -114,6 +116,9 @@ class TrainConfig:
         if isinstance(data, D.DataConfig):
             dc = data
         else:
+            if data is not None and not isinstance(data, dict):
+                raise ConfigError("data", f"must be a dict of data options ({', '.join(D.DataConfig.__dataclass_fields__)})"
+                                          f", got {type(data).__name__} {str(data)[:40]!r}")
             data = dict(data or {})
             bad = set(data) - set(D.DataConfig.__dataclass_fields__)
             if bad:

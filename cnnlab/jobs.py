@@ -75,6 +75,7 @@ from .recorder import RunRecorder, create_run
 from .runs import ACTIVE, RunHandle, RunInfo, RunStore, _effective_status
 
 FINAL = ("done", "stopped", "failed", "diverged", "interrupted")
+MAX_CONCURRENT = 16  # jobs at once, at most (the page's "Jobs at once")
 IPS_SMOOTHING = 0.1  # EMA weight of the newest images/s sample
 
 
@@ -148,6 +149,7 @@ class _Job:
         self.best_val_acc: float | None = None
         self.test_acc: float | None = None
         self.thread_budget: Callable[[], int] | None = None  # set by the manager; read in the worker
+        self.waiting_for: Callable[[], str] | None = None  # set by the manager: a queued job's message
         self._threads = 0
 
     # ---- sink (called in the worker thread, after the recorder has persisted the record)
@@ -245,7 +247,15 @@ class JobView:
     parent = property(lambda self: self._job.fork_from, doc='{"run_id", "epoch"} of a fork, else None')
     name = property(lambda self: self._get("name"))
     status = property(lambda self: self._get("status"))
-    message = property(lambda self: self._get("message"))
+
+    @property
+    def message(self) -> str:
+        """The status message; for a queued job, what it waits for (the jobs holding the slots)."""
+        waiting = self._job.waiting_for
+        if self.status == "queued" and waiting is not None:
+            return waiting()
+        return self._get("message")
+
     traceback = property(lambda self: self._get("traceback"))
     epoch = property(lambda self: self._get("epoch"), doc="epoch in progress, 1-based like step records")
     epochs_done = property(lambda self: self._get("epochs_done"))
@@ -467,6 +477,32 @@ class JobManager:
             raise ConfigError(bad[0], f"cannot be changed during a run; live fields: {', '.join(LIVE_FIELDS)}")
         job.control.live.set(**changes)
 
+    def set_max_concurrent(self, n: int) -> None:
+        """Let `n` jobs train at once (1-16); raising it starts queued jobs now, lowering it lets running ones end."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CONCURRENT:
+            raise ConfigError("max_concurrent", f"must be a whole number from 1 to {MAX_CONCURRENT}, got {n!r}")
+        with self._lock:
+            self.max_concurrent = n
+            self._pump()
+
+    def waiting_for(self, run_id: str) -> str:
+        """Why a queued job has not started: the jobs holding the slots (a paused one keeps its slot)."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is None or job not in self._queue:
+                return ""
+            place = list(self._queue).index(job) + 1
+            holders = sorted(self._running, key=lambda j: j.seq)
+            limit = self.max_concurrent
+        who = ", ".join(f"“{h.name}” ({h.status})" for h in holders)
+        line = "next in line" if place == 1 else f"{place} in line"
+        text = f"Queued ({line}): waiting for one of the {limit} training slots, held by {who}."
+        if any(h.status == "paused" for h in holders):
+            text += " A paused job keeps its slot: stop it, or raise “Jobs at once”."
+        else:
+            text += " Raise “Jobs at once” to start it now."
+        return text
+
     def live_ids(self) -> set[str]:
         """Ids of this process's queued, running and paused jobs."""
         with self._lock:
@@ -564,6 +600,7 @@ class JobManager:
             return job
 
     def _enqueue(self, job: _Job) -> None:
+        job.waiting_for = lambda: self.waiting_for(job.id)
         with self._lock:
             self._jobs[job.id] = job
             self._queue.append(job)

@@ -174,7 +174,10 @@ def validate_spec(spec: Any, in_shape: tuple = IN_SHAPE) -> Summary:
     """Check a layer spec end to end without building it; raise SpecError naming the layer and shapes."""
     if isinstance(spec, dict) and "layers" in spec:
         spec = spec["layers"]
-    if not isinstance(spec, list) or not spec:
+    if not isinstance(spec, list):
+        raise SpecError(f"the architecture must be a list of layer dicts like {{'type': 'conv', 'out': 16}}, "
+                        f"got {type(spec).__name__} {str(spec)[:40]!r}")
+    if not spec:
         raise SpecError("the architecture is empty: add layers, e.g. conv, relu, maxpool, flatten, linear(10)")
     if len(spec) > MAX_LAYERS:
         raise SpecError(f"{len(spec)} layers is more than the limit of {MAX_LAYERS}")
@@ -471,13 +474,18 @@ def parse_spec_text(text: str) -> list[dict]:
     text = (text or "").strip()
     if not text:
         raise SpecError("the architecture is empty: add layers, e.g. conv out=16 k=3")
-    if text.startswith("["):
+    if text.startswith(("[", "{")):
+        expected = 'a JSON architecture is one flat list of layer objects, e.g. [{"type": "conv", "out": 16}, ...]'
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SpecError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            raise SpecError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}; {expected}") from None
+        except RecursionError:  # [[[[... nested past the parser's depth
+            raise SpecError(f"JSON nested too deeply: {expected}") from None
+        if isinstance(data, dict):
+            raise SpecError(f"got one JSON object: {expected} (wrap layers in [ ])")
         if not isinstance(data, list):
-            raise SpecError("JSON architecture must be a list of layer objects")
+            raise SpecError(f"got a JSON {type(data).__name__}: {expected}")
         return data
     layers = []
     for n, line in enumerate(text.splitlines(), 1):

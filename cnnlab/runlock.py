@@ -41,6 +41,9 @@ class RunLock:
         if fd is not None:
             os.close(fd)  # closing the only descriptor drops the flock
 
+    def __del__(self) -> None:  # a handle dropped without release (e.g. a finished CLI run in a loop)
+        self.release()
+
     def __enter__(self) -> "RunLock":
         return self
 

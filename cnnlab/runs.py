@@ -59,6 +59,8 @@ NOTES_MAX = 20_000
 MB = 1 << 20
 IMPORT_MAX_MEMBER = 512 * MB  # MNIST nets are small; a .pt with optimizer state is a few MB
 IMPORT_MAX_TOTAL = 1024 * MB
+JSONL_MAX = 32 * MB  # a 20-epoch full-MNIST run at batch 32 logs ~7 MB of steps
+JSONL_PER_STEP, JSONL_PER_EPOCH = 400, 2048  # bytes a record takes, with room (measured: ~170 and ~300)
 
 
 class RunNotFound(LabError):
@@ -227,24 +229,45 @@ def _load_error_cause(exc: Exception) -> str:
 def read_jsonl(path: Path, since: int = 0) -> list[dict]:
     """Records `since`.. of a JSONL file; a partial last line (a writer mid-write or killed) is skipped.
 
-    Indexes count complete, parseable object lines, so they are stable while the file grows.
+    Indexes count complete, parseable object lines, so they are stable while the file grows. Read a line
+    at a time: memory holds the records, never a second copy of the file.
     """
     try:
-        data = path.read_bytes()
+        f = open(path, "rb")
     except FileNotFoundError:
         return []
     out: list[dict] = []
     k = 0
-    for line in data.split(b"\n")[:-1]:  # the last piece has no newline yet: partial or empty
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            if k >= since:
-                out.append(rec)
-            k += 1
+    with f:
+        for line in f:
+            if not line.endswith(b"\n"):  # no newline yet: partial
+                break
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                if k >= since:
+                    out.append(rec)
+                k += 1
     return out
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
+def jsonl_limit(config: dict) -> int:
+    """Bytes a run's metrics.jsonl / events.jsonl may hold: what its recipe's epochs and steps log, with room.
+
+    From config.json's recipe (epochs, batch size, training images); never more than JSONL_MAX.
+    """
+    recipe = config.get("recipe") if isinstance(config.get("recipe"), dict) else {}
+    data = recipe.get("data") if isinstance(recipe.get("data"), dict) else {}
+    epochs = min(_int(recipe.get("epochs"), 1000), 1000)
+    train = _int(data.get("subset"), 0) or max(1, 60_000 - _int(data.get("val_size"), 5000))
+    steps = epochs * -(-min(train, 60_000) // _int(recipe.get("batch_size"), 1))
+    return min(JSONL_MAX, MB + steps * JSONL_PER_STEP + epochs * JSONL_PER_EPOCH)
 
 
 def _pt_intact(path: Path) -> str | None:
@@ -815,7 +838,7 @@ class RunStore:
         tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "import-", dir=self.root))
         try:
             try:
-                top = _extract_checked(data, tmp, max_total, max_member)
+                top = _extract_checked(data, tmp, max_total, max_member, jsonl_limit(_peek_config(data)))
                 cfg = _validate_extracted(tmp)
             except LabError as exc:
                 raise ImportRefused(f"import refused: {exc}") from None
@@ -862,7 +885,22 @@ def _member_target(info: zipfile.ZipInfo) -> tuple[str | None, str | None]:
     return top, fname
 
 
-def _extract_checked(data: bytes, dest: Path, max_total: int, max_member: int) -> str | None:
+def _peek_config(data: bytes) -> dict:
+    """config.json of a run zip read ahead of extraction (for its size limits); {} if absent or odd."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            info = next(i for i in zf.infolist() if i.filename.split("/")[-1] == "config.json")
+            if info.file_size > MB:
+                return {}
+            with zf.open(info) as f:
+                obj = json.loads(f.read(MB + 1))
+    except Exception:  # noqa: BLE001 - extraction says what is wrong with the zip
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _extract_checked(data: bytes, dest: Path, max_total: int, max_member: int,
+                     max_jsonl: int = JSONL_MAX) -> str | None:
     """Extract the known members of a run zip into `dest`, enforcing every rule; returns the top folder."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -879,21 +917,27 @@ def _extract_checked(data: bytes, dest: Path, max_total: int, max_member: int) -
         files = [(info, fname) for info, _, fname in targets if fname]
         if len({f for _, f in files}) != len(files):
             raise LabError("duplicate file names")
+        def limit(fname: str) -> tuple[int, str]:
+            if fname in JSONL_FILES and max_jsonl < max_member:
+                return max_jsonl, f"{max_jsonl}-byte limit for a log of this run's epochs and steps"
+            return max_member, f"{max_member}-byte limit"
+
         for info, fname in files:
-            if info.file_size > max_member:
-                raise LabError(f"{fname} is {info.file_size} bytes, over the {max_member}-byte limit")
+            if info.file_size > limit(fname)[0]:
+                raise LabError(f"{fname} is {info.file_size} bytes, over the {limit(fname)[1]}")
         if sum(info.file_size for info, _ in files) > max_total:
             raise LabError(f"files total over the {max_total}-byte limit")
         total = 0
         for info, fname in files:
             size = 0
             # headers can lie: count what actually inflates
+            cap, cap_text = limit(fname)
             with zf.open(info) as src, open(dest / fname, "xb") as out:
                 while chunk := src.read(1 << 16):
                     size += len(chunk)
                     total += len(chunk)
-                    if size > max_member:
-                        raise LabError(f"{fname} inflates past the {max_member}-byte limit")
+                    if size > cap:
+                        raise LabError(f"{fname} inflates past the {cap_text}")
                     if total > max_total:
                         raise LabError(f"files inflate past the {max_total}-byte limit")
                     out.write(chunk)
@@ -907,6 +951,17 @@ def _validate_extracted(folder: Path) -> dict:
     if not (folder / "config.json").is_file():
         raise LabError("config.json is missing")
     cfg = _read_json(folder / "config.json", where="")
+    parent = cfg.get("parent")
+    if parent is not None:
+        if not isinstance(parent, dict):
+            raise LabError("config.json parent must be {\"run_id\": ..., \"epoch\": ...} or null")
+        try:
+            validate_run_id(parent.get("run_id"))
+        except InvalidRunId as exc:
+            raise LabError(f"config.json parent.run_id: {exc}") from None
+        epoch = parent.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= 1000:
+            raise LabError(f"config.json parent.epoch must be an epoch number (0-1000), got {str(epoch)[:40]!r}")
     for name in ("meta.json", "status.json", "result.json"):
         if (folder / name).exists():
             _read_json(folder / name, where="")

@@ -8,6 +8,7 @@ import streamlit as st
 
 from .jobs import JobManager
 from .runs import RunStore
+from .textsafe import md_text
 
 if TYPE_CHECKING:
     from .sweeps.launcher import SweepLauncher
@@ -49,9 +50,9 @@ def show_error(exc: BaseException) -> None:
     from .errors import LabError
 
     if isinstance(exc, LabError):
-        st.error(str(exc))
+        st.error(md_text(exc))
         return
-    st.error(f"{type(exc).__name__}: {exc}")
+    st.error(md_text(f"{type(exc).__name__}: {exc}"))
     with st.expander("Traceback"):
         st.code("".join(traceback.format_exception(exc)))
 

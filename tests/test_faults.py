@@ -4,12 +4,14 @@ everything trains on real MNIST subsets with the job tests' tiny net."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ import pytest
 from cnnlab.errors import LabError
 from cnnlab.jobs import JobManager
 from cnnlab.runlock import RunBusy
-from cnnlab.runs import RunStore, read_jsonl
+from cnnlab.runs import ImportRefused, RunStore
 
 from test_jobs import TINY, cfg
 
@@ -213,3 +215,55 @@ def test_a_full_disk_fails_the_run_with_a_message_and_resume_works_once_space_is
         assert steps == list(range(1, len(steps) + 1))
     finally:
         mgr.shutdown(wait=10)
+
+
+# ----------------------------------------------------------------------------- 8, 9: hostile imports
+
+
+def _rezip(data: bytes, replace: dict[str, bytes]) -> bytes:
+    """An exported run zip with some of its files replaced or added (by base name)."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    top = src.namelist()[0].split("/")[0]
+    members = {i.filename.split("/")[-1]: src.read(i) for i in src.infolist()} | replace
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for base, content in members.items():
+            zf.writestr(f"{top}/{base}", content)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def exported(mgr, store) -> bytes:
+    rid = mgr.submit("tiny", TINY, cfg(epochs=2))
+    assert mgr.wait(rid, 120).status == "done"
+    data = store.export_zip(rid)
+    store.delete(rid)
+    return data
+
+
+def test_imported_logs_are_bounded_by_what_the_run_can_have_written(store, exported) -> None:
+    rid = store.import_zip(exported)  # a real run's logs are well inside the bound
+    assert len(store.get(rid).read_metrics()) == 2 * 16 + 2
+    store.delete(rid)
+    line = json.dumps({"kind": "step", "step": 1, "epoch": 1, "loss": 2.3, "acc": 0.1, "lr": 0.05, "ips": 1e4,
+                       "t": 0.1, "wall": 1.8e9}).encode() + b"\n"
+    flood = _rezip(exported, {"metrics.jsonl": line * (40 * 2**20 // len(line))})  # 40 MB of steps
+    assert len(flood) < 2**20  # it compresses to almost nothing
+    with pytest.raises(ImportRefused, match=r"metrics\.jsonl .*limit for a log of this run's epochs and steps"):
+        store.import_zip(flood)
+    events = _rezip(exported, {"events.jsonl": b'{"kind": "event"}\n' * 2**20})  # 18 MB for 32 steps
+    with pytest.raises(ImportRefused, match=r"events\.jsonl"):
+        store.import_zip(events)
+    assert [p.name for p in store.root.iterdir()] == []  # nothing left behind
+
+
+@pytest.mark.parametrize("parent", [{"run_id": "../../etc", "epoch": 1}, {"run_id": "/abs", "epoch": 1},
+                                    {"run_id": "ok-id", "epoch": "1; rm"}, "../../etc", ["x"]])
+def test_an_imported_parent_is_validated_like_any_run_id(store, exported, parent) -> None:
+    config = json.loads(zipfile.ZipFile(io.BytesIO(exported)).read(
+        next(n for n in zipfile.ZipFile(io.BytesIO(exported)).namelist() if n.endswith("config.json"))))
+    with pytest.raises(ImportRefused, match="config.json parent"):
+        store.import_zip(_rezip(exported, {"config.json": json.dumps({**config, "parent": parent}).encode()}))
+    ok = store.import_zip(_rezip(exported, {"config.json": json.dumps(
+        {**config, "parent": {"run_id": "some-run.1", "epoch": 1}}).encode()}))
+    assert store.get(ok).config["parent"] == {"run_id": "some-run.1", "epoch": 1}

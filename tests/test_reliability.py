@@ -206,7 +206,7 @@ def test_oversized_architectures_are_refused_before_any_memory_is_used():
 @pytest.mark.parametrize("text,needle", [
     ("", "empty"), ("   \n# only a comment\n", "empty"), ("conv out=abc", "must be a number"),
     ("conv out=1e400", "out"), ("conv out=16 k=3.5\nflatten\nlinear out=10", "k"),
-    ("[1, 2, 3]", "layer"), ('{"type": "conv"}', "key=value"), ("conv out=-3", "out"),
+    ("[1, 2, 3]", "layer"), ('{"type": "conv"}', "list of layer objects"), ("conv out=-3", "out"),
     ("conv out=16 k=3\n" * 20 + "flatten\nlinear out=10", "does not fit"),
     ("relu\n" * 300 + "flatten\nlinear out=10", "limit of 200"),
 ])

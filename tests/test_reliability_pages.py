@@ -100,6 +100,8 @@ def test_every_hyperparameter_at_and_beyond_its_bounds(manager, field, sched, ba
     ("conv out=4096 pad=1\nconv out=4096 pad=1\nflatten\nlinear out=10", f"{M.MAX_PARAMS:,}"),
     ("conv out=2048 k=1\ngap\nflatten\nlinear out=10", f"{M.MAX_ACT_BYTES // 2**20} MiB"),
     ("[{'type': 'conv'}]", "not valid JSON"),
+    ("[" * 50_000, "nested too deeply"),  # RecursionError in the JSON parser
+    ('{"type": "conv", "out": 8}', "list of layer objects"),  # one object, not a list
     ("conv out=1e400\nflatten\nlinear out=10", "out"),
 ])
 def test_custom_architecture_that_does_not_fit_is_explained_and_not_launched(manager, text, needle):

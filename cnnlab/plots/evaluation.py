@@ -7,6 +7,8 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from ..textsafe import plot_text
+
 PALETTE = [  # plotly's qualitative "Plotly" palette
     "#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A",
     "#19D3F3", "#FF6692", "#B6E880", "#FF97FF", "#FECB52",
@@ -26,19 +28,20 @@ def overlay_curves(curves: Sequence, metric: str, xaxis: str, height: int = 380)
     for i, c in enumerate(curves):
         color = PALETTE[i % len(PALETTE)]
         live = c.status in ("queued", "running", "paused")
-        label = f"{c.name} ({c.status})" if live or c.status in ("diverged", "failed", "stopped") else c.name
+        name = plot_text(c.name)  # a run name is user (or imported) text, never markup
+        label = f"{name} ({c.status})" if live or c.status in ("diverged", "failed", "stopped") else name
         mode = "lines+markers" if len(c.x) <= 30 else "lines"
         fig.add_trace(go.Scatter(
             x=c.x, y=c.y, mode=mode, name=label, legendgroup=c.run_id,
             line=dict(color=color, dash="dot" if c.fork_x is not None else "solid"),
             connectgaps=False,
-            hovertemplate=f"{c.name}<br>{xaxis} %{{x:.4g}}<br>{metric} %{{y:.4g}}<extra></extra>",
+            hovertemplate=f"{name}<br>{xaxis} %{{x:.4g}}<br>{metric} %{{y:.4g}}<extra></extra>",
         ))  # fmt: skip
         if c.fork_x is not None and c.x:
             fig.add_trace(go.Scatter(
                 x=[c.x[0]], y=[c.y[0]], mode="markers", legendgroup=c.run_id, showlegend=False,
                 marker=dict(symbol="circle-open", size=11, color=color, line=dict(width=2)),
-                hovertemplate=f"{c.name} forks here<extra></extra>",
+                hovertemplate=f"{name} forks here<extra></extra>",
             ))  # fmt: skip
         for ev_name, symbol in EVENT_SYMBOLS.items():
             marks = [m for m in (c.markers or []) if m["event"] == ev_name]
@@ -49,7 +52,7 @@ def overlay_curves(curves: Sequence, metric: str, xaxis: str, height: int = 380)
                 legendgroup=c.run_id, showlegend=False, text=[m["text"] for m in marks],
                 marker=dict(symbol=symbol, size=12 if ev_name != "diverged" else 14, color=color,
                             line=dict(width=2, color="black")),
-                hovertemplate=f"{c.name}: %{{text}}<extra></extra>",
+                hovertemplate=f"{name}: %{{text}}<extra></extra>",
             ))  # fmt: skip
     fig.update_xaxes(title=xaxis)
     fig.update_yaxes(title=metric, type="log" if metric == "learning rate" else None)

@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from ..textsafe import plot_text
+
 ACCENT = "#EF553B"  # the predicted class
 MUTED = "#9AA5B1"
 CLASS_COLORS = [  # plotly's qualitative "Plotly" palette, one per digit
@@ -199,9 +201,9 @@ def compare_bars(
     """Two models' class probabilities side by side (grouped bars)."""
     digits = [str(i) for i in range(10)]
     data = [
-        {"type": "bar", "x": digits, "y": np.asarray(probs_a, dtype=float), "name": name_a,
+        {"type": "bar", "x": digits, "y": np.asarray(probs_a, dtype=float), "name": plot_text(name_a),
          "marker": {"color": "#636EFA"}},
-        {"type": "bar", "x": digits, "y": np.asarray(probs_b, dtype=float), "name": name_b,
+        {"type": "bar", "x": digits, "y": np.asarray(probs_b, dtype=float), "name": plot_text(name_b),
          "marker": {"color": "#EF553B"}},
     ]  # fmt: skip
     return go.Figure(data=data, layout=_layout(

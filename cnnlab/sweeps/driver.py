@@ -101,7 +101,7 @@ class StoreCallback(tune.Callback):
             spec, cfg = self.defn.spec, TrainConfig.from_dict(self.defn.recipe)  # the trial reports the error itself
         config = run_config(self.defn.preset, spec, cfg, source="sweep")
         config.update(sweep=self.sweep_id, sweep_params=params, sweep_trial=n)
-        handle = self.store.create(config, name=trial_name(self._name, n, params))
+        handle = self.store.create(config, name=trial_name(self._name, n, params), lock=True)  # one writer
         recorder = RunRecorder(handle)
         proxy = _TrialProxy(cfg)
         recorder.on_start(proxy)
@@ -125,6 +125,7 @@ class StoreCallback(tune.Callback):
         if final is not None:
             t.final = True
             t.recorder.on_end(TrainResult(**final), t.proxy)
+            t.handle.release_writer()
             acc = final.get("test_acc")
             self.log(f"trial {t.n} {final['status']}: best val {_pct(final.get('best_val_acc'))}, "
                 f"test {_pct(acc)}" + (f" ({final['message']})" if final.get("message") else ""))
@@ -140,6 +141,7 @@ class StoreCallback(tune.Callback):
         t.recorder.on_end(res, t.proxy)
         if extra:
             t.handle.write_status(**extra)
+        t.handle.release_writer()
         self.log(f"trial {t.n} {status}: {message}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
