@@ -86,8 +86,9 @@ def _click_map_point(page, chart) -> None:
 def test_compare_fixed_broken_and_map(streamlit_server, page, store_dir, tmp_path):
     root, ids = store_dir
     server = streamlit_server(APP, env=_env(root))
-    goto(page, f"{server.url}/compare")
+    goto(page, f"{server.url}/compare", timeout=120_000)
     expect_text(page, "Which errors did B fix, which did it break?", timeout=30_000)
+    _click(page, page.get_by_text("Compare the test errors of two runs", exact=False).first)
     select_option(page, "Run A (before)", "alpha")
     select_option(page, "Run B (after)", "alpha fork")
     expect_text(page, re.compile(r"B fixed \d+ test images A got wrong and broke \d+"), timeout=60_000)
@@ -103,7 +104,7 @@ def test_compare_fixed_broken_and_map(streamlit_server, page, store_dir, tmp_pat
 def test_draw_across_epochs_and_map_star(streamlit_server, page, store_dir, tmp_path):
     root, ids = store_dir
     server = streamlit_server(APP, env=_env(root))
-    goto(page, server.url)
+    goto(page, server.url, timeout=120_000)
     page.locator(NAV_LINKS).filter(has_text="Draw").first.click()
     wait_for_app(page, timeout=60_000)
     select_option(page, "Model", "three epochs — best epoch, val " + _val(root, ids["three"]), timeout=60_000)
@@ -120,7 +121,7 @@ def test_draw_across_epochs_and_map_star(streamlit_server, page, store_dir, tmp_
 def test_train_page_flags_dead_relus_of_a_saved_run(streamlit_server, page, store_dir, tmp_path):
     root, ids = store_dir
     server = streamlit_server(APP, env=_env(root))
-    goto(page, f"{server.url}/?run={ids['dead']}")
+    goto(page, f"{server.url}/?run={ids['dead']}", timeout=120_000)
     expect_text(page, re.compile(r"Layer health: 1_relu: all its ReLUs are dead"), timeout=60_000)
     chart = page.locator('[data-testid="stPlotlyChart"]').filter(has_text="4_linear").first
     chart.wait_for(state="visible", timeout=30_000)
