@@ -244,6 +244,8 @@ if infos:
 with_weights = [rid for rid in order if by_id[rid].epochs]  # runs with at least one saved epoch
 if len(with_weights) >= 2:
     st.subheader("Which errors did B fix, which did it break?")
+if len(with_weights) >= 2 and st.toggle("Compare the test errors of two runs", key=K + "fix_on",
+                                        help="Predicts the test set with both models (once per model)"):
     f1, f2, f3 = st.columns([2, 2, 1])
     with f1:
         fa = pick("Run A (before)", K + "fix_a", with_weights, 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,11 +60,11 @@ def _key(path) -> tuple:
     return (str(path), st.st_mtime_ns, st.st_size)
 
 
-def epoch_model(store: RunStore, run_id: str, epoch: int) -> nn.Module:
+def epoch_model(store: RunStore, run_id: str, epoch: int, handle: Any = None) -> nn.Module:
     """The eval-mode model of `run_id` after `epoch` (loaded on first use, then cached)."""
     from .modelsource import build_eval_model
 
-    handle = store.get(run_id)
+    handle = handle or store.get(run_id)
     path = handle.path / f"epoch_{int(epoch)}.pt"
     key = _key(path)
     with _lock:
@@ -96,10 +97,11 @@ def epoch_probs(store: RunStore, run_id: str, x: torch.Tensor | np.ndarray) -> E
     image in [0, 1]) under every saved epoch of `run_id`."""
     from .inference import predict_probs
 
-    epochs = saved_epochs(store, run_id)
+    handle = store.get(run_id)
+    epochs = handle.epoch_checkpoints()
     rows = []
     for e in epochs:
-        model = epoch_model(store, run_id, e)
+        model = epoch_model(store, run_id, e, handle)
         rows.append(predict_probs(model, x)[0])
     probs = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 10), np.float32)
     return EpochProbs(epochs, probs)

@@ -7,7 +7,7 @@ update-to-weight ratio ||W_after - W_before|| / ||W_after||; per ReLU: the dead 
 units of a linear layer, whose output is 0 for every image and position of the batch) and the mean/std
 of its output. The hooks exist only during the sampled step, so the other steps pay nothing.
 
-A record is `{"kind": "health", "step", "epoch", "every", "layers": [...], "weight_norm": [...],
+A record is `{"kind": "health", "step", "epoch", "every", "lr", "layers": [...], "weight_norm": [...],
 "grad_norm": [...], "update_ratio": [...], "acts": [...], "dead_frac": [...], "act_mean": [...],
 "act_std": [...]}`; `with_health(sink)` wraps a sink so the records reach its `on_health` (the
 recorder writes them to metrics.jsonl beside the step records, so saved runs show them too).
@@ -36,6 +36,7 @@ QUANTITIES = {  # record key -> (label, per "layers" or "acts", log scale)
 HEALTHY_RATIO = 1e-3  # update/weight ratio of a healthy layer, order of magnitude (Karpathy's rule of thumb)
 RATIO_LOW, RATIO_HIGH = 1e-5, 1e-1  # two orders of magnitude either side: flagged
 DEAD_ALL, DEAD_MANY = 0.999, 0.5
+ANNEALED = 0.01  # an LR below 1% of the run's highest: the schedule's decay, tiny updates are not flagged
 GRAD_EXPLODED = 1e3  # a layer's gradient norm above this, or 100x its first sample: exploding
 
 
@@ -113,7 +114,8 @@ class LayerHealth:
             acts = [n for n in self._names if n in self._acts]
             act_stats = torch.stack([self._acts[n].cpu() for n in acts]).tolist() if acts else []
         self._before, self._acts = [], {}
-        rec = {"kind": "health", "step": trainer.step, "epoch": trainer.epoch + 1, "every": self.every,
+        lr = trainer.optimizer.param_groups[0].get("lr") if getattr(trainer, "optimizer", None) else None
+        rec = {"kind": "health", "step": trainer.step, "epoch": trainer.epoch + 1, "every": self.every, "lr": lr,
                "layers": [n for n, _ in self._layers],
                "weight_norm": [_clean(r[0]) for r in layer_stats],
                "grad_norm": [_clean(r[1]) for r in layer_stats],
@@ -229,13 +231,17 @@ def flags(recs: list[dict]) -> list[Flag]:
                                            "exploding gradients; lower the learning rate"))
     if grads and all(math.isfinite(g) and g < 1e-8 for g in grads):
         out.append(Flag("error", "all", "every layer's gradient is ~0: the network has stopped learning"))
+    lrs = [_num(r.get("lr")) for r in recs]
+    lr, top_lr = lrs[-1], max((v for v in lrs if math.isfinite(v)), default=float("nan"))
+    annealed = math.isfinite(lr) and math.isfinite(top_lr) and lr < ANNEALED * top_lr  # tiny steps by design
     for name, r in zip(layers, ratios):
         if not math.isfinite(r):
             continue
         if r > RATIO_HIGH:
             out.append(Flag("warning", name, f"{name}: each step changes the weights by {r:.1%} of their size "
-                                             f"(healthy ≈ {HEALTHY_RATIO:g}) — the learning rate is probably too high"))
-        elif r < RATIO_LOW:
+                                             f"(healthy ≈ {HEALTHY_RATIO:.1%}) — a learning rate this high can be "
+                                             "unstable"))
+        elif r < RATIO_LOW and not annealed:
             out.append(Flag("warning", name, f"{name}: update/weight ratio {r:.1e} (healthy ≈ {HEALTHY_RATIO:g}) — "
                                              "this layer barely learns; the learning rate may be too low"))
     for name, d in zip(last.get("acts") or [], map(_num, last.get("dead_frac") or [])):

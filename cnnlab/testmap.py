@@ -169,6 +169,8 @@ def point_from_selection(selection: Any) -> int | None:
     for p in points or []:
         try:
             cd = p["customdata"]
+            if isinstance(cd, dict):  # a row of a 2-D customdata array arrives as {"0": .., "1": ..}
+                cd = cd.get("0", cd.get(0))
             return int(cd[0] if isinstance(cd, (list, tuple)) else cd)
         except (KeyError, TypeError, ValueError, IndexError):
             continue

@@ -95,6 +95,9 @@ def test_exploding_and_vanishing_gradients_are_named():
     boom = dict(base, step=50, grad_norm=[80.0, "inf"])
     texts = [f.text for f in H.flags([base, boom])]
     assert any("0_conv" in t and "exploding" in t for t in texts) and any("3_linear" in t and "inf" in t for t in texts)
+    annealed = [dict(base, lr=0.4), dict(base, step=50, lr=1e-6, update_ratio=[1e-7, 1e-7])]
+    assert H.flags(annealed) == []  # one-cycle's tail: tiny steps by design, not flagged
+    assert len(H.flags([annealed[0], dict(annealed[1], lr=0.3)])) == 2  # at a high LR: flagged
     flat = dict(base, step=50, grad_norm=[0.0, 1e-12])
     assert any("stopped learning" in f.text for f in H.flags([base, flat]))
     assert H.flags([base]) == []

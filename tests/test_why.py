@@ -124,6 +124,7 @@ def test_map_places_a_test_image_where_the_map_has_it_and_marks_the_mistakes(sto
     assert sum(len(t.x) for t in wrong) == len(tmap.mistakes)
     assert fig.data[-1].name == "your drawing" and fig.data[-1].marker.symbol == "star"
     assert TM.point_from_selection({"selection": {"points": [{"customdata": [17, 3, 0.9]}]}}) == 17
+    assert TM.point_from_selection({"selection": {"points": [{"customdata": {"0": 69, "1": 0, "2": 0.2}}]}}) == 69
     assert TM.point_from_selection({"selection": {"points": []}}) is None
 
 

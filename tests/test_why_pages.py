@@ -39,6 +39,9 @@ def _texts(at: AppTest) -> str:
 def test_compare_page_shows_what_the_fork_fixed_and_broke_and_the_map(manager, store, mnist):
     ids = store.ids
     at = _run(AppTest.from_file(str(ROOT / "app_pages" / "compare.py"), default_timeout=120))
+    assert not at.toggle(key=KC + "fix_on").value  # both evaluations only on demand
+    at.toggle(key=KC + "fix_on").set_value(True)
+    _run(at)
     at.selectbox(key=KC + "fix_a").set_value(ids["alpha"])
     at.selectbox(key=KC + "fix_b").set_value(ids["fork"])
     at.radio(key=KC + "fix_which").set_value("last")

@@ -89,6 +89,7 @@ def test_map(xy: np.ndarray, labels: np.ndarray, preds: np.ndarray, confidence: 
     art = list(hover_art) if hover_art is not None else None
     traces = []
     for d in range(10):
+        first = True  # one legend entry per digit, on its first trace (a digit may have only mistakes)
         for wrong in (False, True):
             sel = np.nonzero((labels == d) & ((preds != labels) if wrong else (preds == labels)))[0]
             if not len(sel):
@@ -100,10 +101,11 @@ def test_map(xy: np.ndarray, labels: np.ndarray, preds: np.ndarray, confidence: 
                 "type": "scattergl" if len(xy) > 3000 else "scatter", "mode": "markers",
                 "x": xy[sel, 0], "y": xy[sel, 1], "customdata": cd, "hovertemplate": hover,
                 "text": [art[i] for i in sel] if art else None,
-                "name": f"{d} mistakes" if wrong else str(d), "legendgroup": str(d), "showlegend": not wrong,
+                "name": f"{d} mistakes" if wrong else str(d), "legendgroup": str(d), "showlegend": first,
                 "marker": ({"symbol": "x", "size": 9, "color": CLASS_COLORS[d], "line": {"width": 1.5, "color": "black"}}
                            if wrong else {"size": 5, "color": CLASS_COLORS[d], "opacity": 0.7}),
             })  # fmt: skip
+            first = False
     if selected is not None:
         pos = np.nonzero(idx == selected)[0]
         if len(pos):
@@ -117,7 +119,7 @@ def test_map(xy: np.ndarray, labels: np.ndarray, preds: np.ndarray, confidence: 
                        "marker": {"symbol": "star", "size": 24, "color": "gold", "line": {"width": 2, "color": "black"}},
                        "hovertemplate": "your drawing: " + star_label + "<extra></extra>"})  # fmt: skip
     return go.Figure(data=traces, layout=_layout(
-        height, None, clickmode="event+select", dragmode="pan", hovermode="closest",
+        height, None, clickmode="event+select", dragmode=False, hovermode="closest",
         hoverlabel={"font": {"family": "monospace", "size": 9}},
         xaxis={"title": {"text": f"PC 1 ({explained[0]:.0%} of variance)"}, "zeroline": False},
         yaxis={"title": {"text": f"PC 2 ({explained[1]:.0%} of variance)"}, "zeroline": False},
