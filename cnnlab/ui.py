@@ -29,6 +29,16 @@ def get_manager() -> JobManager:
     return JobManager(RunStore()).stop_on_exit()
 
 
+@st.cache_resource(show_spinner=False)
+def get_lr_finder():
+    """The process-wide LR finder: range tests in background threads, using the cores training leaves free."""
+    from .jobs import threads_per_job
+    from .lrfind import LRFinder
+
+    manager = get_manager()
+    return LRFinder(threads=lambda: threads_per_job(1 + sum(j.status == "running" for j in manager.jobs())))
+
+
 def show_error(exc: BaseException) -> None:
     """A user-facing error as a message: LabError text as is, anything else with an expandable traceback."""
     import traceback
