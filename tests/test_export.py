@@ -190,3 +190,25 @@ def test_zip_cli_and_errors(trained, tmp_path, monkeypatch, capsys) -> None:
     assert E.run_code_problem(store, empty.id).startswith("no saved weights")
     assert E.run_code_problem(store, rid) is None
     assert not (tmp_path / "e").exists() or not any((tmp_path / "e").iterdir())
+
+
+def test_compare_page_offers_the_model_as_code(manager, tmp_path) -> None:
+    """The Compare page's export row has a code-zip button, enabled for a run with weights and off without."""
+    from streamlit.testing.v1 import AppTest
+
+    from test_jobs import TINY, cfg
+
+    store = manager.store
+    with_weights = manager.submit("tiny", TINY, cfg(epochs=1), name="trained")
+    assert manager.wait(with_weights, timeout=300).status == "done"
+    bare = create_run(store, "tiny", TINY, cfg(), name="no weights yet").id
+    page = str(Path(__file__).resolve().parents[1] / "app_pages" / "compare.py")
+    at = AppTest.from_file(page, default_timeout=120)
+    at.run()
+    for rid, enabled in ((with_weights, True), (bare, False)):
+        at.selectbox(key="compare_export_run").set_value(rid).run()
+        assert not at.exception, at.exception
+        (button,) = [b for b in at.get("download_button") if b.proto.label == "Model as code (zip)"]
+        assert button.proto.disabled is (not enabled)
+    names = zipfile.ZipFile(io.BytesIO(E.export_zip(store, with_weights))).namelist()
+    assert f"{with_weights}-code/predict.py" in names
