@@ -88,8 +88,8 @@ def lr_finder_section(preset: str, custom: bool, text: str, values: dict, invali
                 st.warning("No suggestion: too few points before the loss exploded.")
                 return
             st.success(tf.finder_summary(res))
-            st.button(f"Use this LR ({res.suggestion:.3g})", key=K + "lrf_use", type="primary",
-                      on_click=_use_lr, args=(tf.round_lr(res.suggestion),))
+            use = tf.round_lr(res.suggestion)
+            st.button(f"Use this LR ({use:g})", key=K + "lrf_use", type="primary", on_click=_use_lr, args=(use,))
 
     st.fragment(body, run_every=1.0 if polling else None)()
 
