@@ -13,5 +13,6 @@ pages = [
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", default=True, url_path="train"),
     st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    st.Page("app_pages/sweep.py", title="Sweep", icon=":material/tune:", url_path="sweep"),
 ]
 st.navigation(pages).run()

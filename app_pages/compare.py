@@ -5,12 +5,16 @@ from __future__ import annotations
 import streamlit as st
 
 from cnnlab import compare as C
+from cnnlab import fixes
+
 from cnnlab import export as E
 from cnnlab.errors import LabError
 from cnnlab.models import summarize
 from cnnlab.plots import evaluation as P
+from cnnlab.plots import why
 from cnnlab.runs import ACTIVE
-from cnnlab.ui import get_manager, show_error
+from cnnlab.modelsource import ModelRef, ModelSource
+from cnnlab.ui import get_manager, show_error, test_map_view
 
 K = "compare_"  # widget-key namespace of this page
 SEL = K + "selected"  # the selected run ids (the multiselect's key; the table's ticks feed it)
@@ -74,11 +78,12 @@ if not infos:
     st.info(FIRST_RUN)
 else:
     rows = C.table_rows(infos)
-    f1, f2, f3 = st.columns([2, 1, 1])
+    f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
     text = f1.text_input("Filter", key=K + "filter", placeholder="name, id, architecture, tag…")
     statuses = f2.multiselect("Status", sorted({r["status"] for r in rows}), key=K + "status_filter")
     tags = f3.multiselect("Tags", sorted({t for i in infos for t in i.tags}), key=K + "tag_filter")
-    view = C.filter_rows(rows, text, statuses, tags)
+    sweep_ids = f4.multiselect("Sweep", sorted({i.sweep for i in infos if i.sweep}, reverse=True), key=K + "sweep_filter")
+    view = C.filter_rows(rows, text, statuses, tags, sweep_ids)
     view_ids = [r["id"] for r in view]
     # the key changes with the rows shown, so the ticks are re-applied from the selection
     table_key = f"{K}table_{ss[K + 'table_gen']}_{C.digest(view_ids)}"
@@ -233,6 +238,59 @@ if infos:
             st.dataframe(table, hide_index=True, key=K + "summary")
         except (LabError, KeyError, TypeError) as exc:
             st.warning(f"No model summary: {exc}")
+
+# ------------------------------------------------------------------ which errors a change fixed (cnnlab.fixes)
+with_weights = [rid for rid in order if by_id[rid].epochs]  # runs with at least one saved epoch
+if len(with_weights) >= 2:
+    st.subheader("Which errors did B fix, which did it break?")
+    f1, f2, f3 = st.columns([2, 2, 1])
+    with f1:
+        fa = pick("Run A (before)", K + "fix_a", with_weights, 0)
+    with f2:
+        fb = pick("Run B (after)", K + "fix_b", with_weights, 1)
+    fw = f3.radio("Weights", ["best", "last"], key=K + "fix_which", horizontal=True)
+    if fa == fb:
+        st.caption("Pick two different runs (a fork and its parent, two sweep trials, any two runs).")
+    else:
+        try:
+            with st.spinner("Predicting the test set with both models…"):
+                diff = fixes.error_diff(C.evaluate_run(store, fa, fw), C.evaluate_run(store, fb, fw))
+        except LabError as exc:
+            show_error(exc)
+            diff = None
+        if diff is not None:
+            nf, nb = len(diff.fixed), len(diff.broken)
+            st.markdown(f"**B fixed {nf}** test images A got wrong and **broke {nb}** that A got right "
+                        f"(net {nf - nb:+d}; A {diff.a.accuracy:.2%} → B {diff.b.accuracy:.2%}).")
+            digit = st.selectbox("True digit", [None, *range(10)], key=K + "fix_digit",
+                                 format_func=lambda d: "all digits" if d is None else
+                                 f"{d}: fixed {diff.counts('fixed')[d]}, broke {diff.counts('broken')[d]}")
+            st.plotly_chart(why.fix_counts(diff.counts("fixed"), diff.counts("broken"), digit), key=K + "fix_bars")
+            for which, title in (("fixed", "Fixed by B (A was wrong)"), ("broken", "Broken by B (A was right)")):
+                idx = diff.of_digit(which, digit)
+                shown = idx[:24]
+                st.markdown(f"**{title}**: {len(idx)}" + (f", the {len(shown)} most confident shown" if len(idx) > len(shown)
+                                                          else "") + ("" if len(idx) else " — none"))
+                if len(shown):
+                    st.plotly_chart(P.digit_grid(C.test_images(shown), diff.captions(shown), cols=6),
+                                    key=f"{K}fix_grid_{which}")
+                    with st.expander(f"{title}: as a table"):
+                        st.dataframe(diff.rows(idx), hide_index=True, key=f"{K}fix_table_{which}")
+            st.caption("Caption: each model's prediction and its confidence; most confident mistake first.")
+
+# ------------------------------------------------------------------ the test set as a map (cnnlab.testmap)
+if with_weights:
+    st.subheader("The test set as a map")
+    if st.toggle("Show the test set as a map (penultimate features, PCA)", key=K + "map_on"):
+        m1, m2 = st.columns([2, 1])
+        with m1:
+            mrid = pick("Run", K + "map_run", with_weights)
+        mwhich = m2.radio("Weights", ["best", "last"], key=K + "map_which", horizontal=True)
+        try:
+            mloaded = ModelSource(store).load(ModelRef(mrid, mwhich))
+            test_map_view(K + "map", (mloaded.ref.key, mloaded.stamp), mloaded.model)
+        except LabError as exc:
+            show_error(exc)
 
 # ------------------------------------------------------------------ manage: rename, tag, notes, delete
 if infos:

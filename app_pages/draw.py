@@ -8,15 +8,16 @@ import time
 import numpy as np
 import streamlit as st
 
+from cnnlab import epochs
 from cnnlab import inference as inf
 from cnnlab import settings
 from cnnlab.data import load_mnist
 from cnnlab.errors import LabError
 from cnnlab.modelsource import NO_RUNS_HINT, LoadedModel, ModelRef, ModelSource
-from cnnlab.plots import probe
+from cnnlab.plots import probe, why
 
 K = "draw_"  # widget-key namespace of this page
-VIEWS = ["Inside the model", "Compare two models", "Robustness"]
+VIEWS = ["Inside the model", "Compare two models", "Robustness", "Across epochs", "Test-set map"]
 SALIENCY = {"Saliency": "saliency", "Grad-CAM": "gradcam", "Integrated gradients": "integrated_gradients"}
 EMPTY_PROMPT = "Draw a digit in the black box (white ink, like MNIST) to see what the model predicts."
 
@@ -193,6 +194,34 @@ def _robustness(loaded: LoadedModel, a: inf.Analysis) -> None:
     st.plotly_chart(probe.sweep_chart(sw.values, sw.probs, param), key=K + "sweep_fig")
 
 
+def _across_epochs(src: ModelSource, loaded: LoadedModel, a: inf.Analysis) -> None:
+    """This input under the weights saved after every epoch of the model's run (cnnlab.epochs)."""
+    run_id = loaded.ref.run_id
+    eps = epochs.saved_epochs(src.store, run_id)
+    if not eps:
+        st.info("This run has no per-epoch weights yet (they are saved at the end of each epoch).")
+        return
+    with st.spinner(f"Loading the weights of {len(eps)} epochs (once)…"):
+        ep = epochs.epoch_probs(src.store, run_id, a.pre.tensor)
+    top = ep.top
+    st.markdown(f"**Top class after each epoch:** " + ", ".join(f"{e}: **{t}**" for e, t in zip(ep.epochs, top)))
+    stable = ep.first_stable()
+    said = (f"Reads it as **{top[-1]}** from epoch {stable} on" if stable != ep.epochs[0]
+            else f"Reads it as **{top[-1]}** at every saved epoch")
+    changes = ep.changes()
+    st.caption(said + (f"; changed its mind {changes} time{'s' * (changes != 1)}." if changes else "."))
+    st.plotly_chart(why.epoch_heatmap(ep.epochs, ep.probs), key=K + "epochs_fig")
+
+
+def _test_set_map(loaded: LoadedModel, a: inf.Analysis) -> None:
+    """The test set as a map from this model's penultimate features, the input as a star (cnnlab.testmap)."""
+    from cnnlab.ui import test_map_view
+
+    p = a.prediction
+    test_map_view(K + "map", (loaded.ref.key, loaded.stamp), loaded.model, star_input=a.pre.image,
+                  star_label=f"{p.top} ({p.confidence:.0%})")
+
+
 @st.fragment
 def workbench() -> None:
     """The whole page body: a stroke or a widget change reruns only this."""
@@ -245,8 +274,12 @@ def body(src: ModelSource, refs: list[ModelRef], loaded: LoadedModel) -> None:
             _inside(loaded, a)
         elif view == VIEWS[1]:
             _compare(src, refs, loaded, a)
-        else:
+        elif view == VIEWS[2]:
             _robustness(loaded, a)
+        elif view == VIEWS[3]:
+            _across_epochs(src, loaded, a)
+        else:
+            _test_set_map(loaded, a)
     except LabError as exc:
         st.error(str(exc))
     st.caption(f"server time for this update: {(time.perf_counter() - t0) * 1e3:.0f} ms "

@@ -7,10 +7,11 @@ selected run about once a second; it reads only new records (a per-session curve
 
 import streamlit as st
 
-from cnnlab import data
+from cnnlab import data, health
 from cnnlab import trainform as tf
 from cnnlab import ui
 from cnnlab.errors import ConfigError, DataMissingError, LabError, SpecError
+from cnnlab.plots import why
 from cnnlab.plots.curves import augmentation_preview
 from cnnlab.plots.lrfind import lr_find_figure
 
@@ -143,13 +144,19 @@ with setup:
     d1, d2 = st.columns(2)
     d1.number_input("Training subset (0 = all)", key=K + "subset", step=500)
     d2.number_input("Validation images", key=K + "val_size", step=500)
+    d1.selectbox("Validate on", list(tf.VAL_SOURCE_LABELS), key=K + "val_source",
+                 format_func=tf.VAL_SOURCE_LABELS.get,
+                 help="The seeds trained on all 60k images and reported the test set as validation; the lab "
+                      "holds validation images out of the training set by default.")
+    d2.selectbox("Augmentation kind", list(data.AUG_LABELS), key=K + "aug_kind", format_func=data.AUG_LABELS.get)
     d1.checkbox("Augmentation", key=K + "augment")
     d2.number_input("Augmentation strength", key=K + "aug_strength", format="%g", step=0.1,
-                    help="0 = none, 1 = seed 001's ±15°, ±10% zoom, ±2 px shift.")
+                    help="0 = none, 1 = the kind's full strength (seed 001: ±15°, 1 in 10 zoomed 28/22).")
     if st.session_state[K + "augment"]:
         with st.expander("Augmentation preview", expanded=False):
             try:
-                imgs = tf.augmented_examples(data.load_mnist(), st.session_state[K + "aug_strength"] or 0)
+                imgs = tf.augmented_examples(data.load_mnist(), st.session_state[K + "aug_strength"] or 0,
+                                             kind=st.session_state[K + "aug_kind"])
                 st.plotly_chart(augmentation_preview(imgs, cols=8, title="top: original · bottom: augmented"),
                                 config={"displayModeBar": False})
             except DataMissingError as exc:
@@ -286,15 +293,44 @@ def watch() -> None:
     source = "job" if rid in {j.id for j in jobs} else st.session_state[K + "stored"][0]
     cache = st.session_state.get(K + "curves")
     if cache is None or cache.run_id != rid or st.session_state.get(K + "curves_src") != source:
-        cache = st.session_state[K + "curves"] = tf.CurveCache(rid)
+        cache = st.session_state[K + "curves"] = tf.CurveCache.for_view(rid, v)
         st.session_state[K + "curves_src"] = source
     cache.update(v)
     st.plotly_chart(cache.figure(), key=K + "chart", config={"displaylogo": False})
     st.caption(f"{cache.n_points:,} steps recorded · at most {cache.max_points} points drawn per curve")
+    _health_panel(v, rid, source)
     if source == "job":
         _live_panel(v)
     else:
         st.caption("Saved run: use **Saved runs** below to resume or fork it.")
+
+
+def _health_panel(v, rid: str, source: str) -> None:
+    """Layer health of the shown run (cnnlab.health): problems in words, a layer x time heatmap."""
+    cache = st.session_state.get(K + "health")
+    if cache is None or cache.run_id != rid or st.session_state.get(K + "health_src") != source:
+        cache = st.session_state[K + "health"] = health.HealthCache(rid)
+        st.session_state[K + "health_src"] = source
+    cache.update(v)
+    for flag in health.flags(cache.recs):
+        getattr(st, flag.level)(f"Layer health: {flag.text}")
+    with st.expander("Layer health", expanded=bool(cache.recs)):
+        if not cache.recs:
+            st.caption("No layer statistics yet (sampled every 10–50 steps; runs from before this "
+                       "feature have none).")
+            return
+        qs = list(health.QUANTITIES)
+        q = st.selectbox("Quantity", qs, key=K + "health_q", format_func=lambda k: health.QUANTITIES[k][0])
+        key = (rid, q, len(cache.recs))
+        if st.session_state.get(K + "health_fig_key") != key:
+            ser = health.series(cache.recs, q)
+            st.session_state[K + "health_fig"] = why.health_heatmap(ser.names, ser.steps, ser.values, ser.label, ser.log)
+            st.session_state[K + "health_fig_key"] = key
+        st.plotly_chart(st.session_state[K + "health_fig"], key=K + "health_chart", config={"displaylogo": False})
+        last = cache.recs[-1]
+        st.caption(f"{len(cache.recs)} samples, one every {last.get('every', '?')} steps (last at step "
+                   f"{last.get('step')}). Healthy: update/weight ratio ≈ 1e-3, few dead ReLUs, gradient "
+                   "norms that neither explode nor vanish.")
 
 
 def _stored(rid: str):

@@ -12,6 +12,7 @@ what the weights are — on one torch thread, as the page runs it.
     python benchmarks/bench_draw.py [--repeats 30] [--presets fast seed003] [--method saliency]
     git show HEAD:cnnlab/plots/probe.py > /tmp/probe_old.py
     python benchmarks/bench_draw.py --baseline /tmp/probe_old.py   # old vs new, alternating
+    python benchmarks/bench_draw.py --epochs 20 --repeats 20   # the Across-epochs view of a 20-epoch run
 
 Prints a table (median and p90 ms per step), a PASS/FAIL line per preset against the 100 ms
 budget (median total), and one JSON line. With --baseline, both builder modules run on the same
@@ -183,6 +184,41 @@ def bench(preset: str, url: str, repeats: int, method: str, serialize, baseline:
     return row
 
 
+def bench_epochs(preset: str, n_epochs: int, url: str, repeats: int, serialize) -> dict:
+    """The "Across epochs" view: a run with `n_epochs` saved epoch_<k>.pt files (seeded random weights)
+    in a temporary store. Cold = the first stroke (loads and builds every epoch's model); warm = each
+    later stroke (decode, preprocess, one forward pass per epoch, the heatmap, its serialization)."""
+    import tempfile
+
+    from cnnlab import epochs as EP
+    from cnnlab.engine import TrainConfig
+    from cnnlab.plots import why
+    from cnnlab.recorder import run_config
+    from cnnlab.runs import RunStore
+
+    p = get_preset(preset)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RunStore(Path(tmp))
+        run = store.create(run_config(preset, p.spec, TrainConfig.from_dict({**p.recipe, "epochs": n_epochs})))
+        for e in range(1, n_epochs + 1):
+            torch.manual_seed(e)
+            run.save_checkpoint({"model": build_model(p.spec).state_dict(), "epoch": e}, f"epoch_{e}")
+        EP.cache_clear()
+
+        def stroke() -> float:
+            t0 = time.perf_counter()
+            pre = inf.preprocess(decode(url))
+            ep = EP.epoch_probs(store, run.id, pre.tensor)
+            serialize(why.epoch_heatmap(ep.epochs, ep.probs))
+            return (time.perf_counter() - t0) * 1e3
+
+        cold = stroke()
+        warm = sorted(stroke() for _ in range(repeats))
+        EP.cache_clear()
+    return {"preset": preset, "epochs": n_epochs, "cold_ms": round(cold, 1),
+            "warm_ms": round(statistics.median(warm), 2), "warm_p90_ms": round(warm[int(0.9 * (len(warm) - 1))], 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=30)
@@ -191,9 +227,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the page uses 1)")
     ap.add_argument("--baseline", default=None,
                     help="a probe.py to compare against (e.g. saved from `git show HEAD:cnnlab/plots/probe.py`)")
+    ap.add_argument("--epochs", type=int, default=0,
+                    help="instead: time the Across-epochs view on a run with this many saved epochs")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     serialize = _streamlit_serializer()
+    if args.epochs:
+        url = png_data_url(seven_canvas())
+        rows = [bench_epochs(p, args.epochs, url, args.repeats, serialize) for p in (args.presets or preset_names())]
+        print(f"Across-epochs view, {args.epochs} saved epochs, ms per stroke ({args.threads} torch thread(s)):")
+        print(f"{'preset':<16}{'cold (loads epochs)':>22}{'warm median':>14}{'warm p90':>10}")
+        for r in rows:
+            print(f"{r['preset']:<16}{r['cold_ms']:>22.1f}{r['warm_ms']:>14.1f}{r['warm_p90_ms']:>10.1f}")
+        print(json.dumps({"bench": "draw_epochs", "unit": "ms", "epochs": args.epochs, "rows": rows}))
+        return 0
     baseline = load_probe(args.baseline) if args.baseline else None
     url = png_data_url(seven_canvas())
     rows = [bench(p, url, args.repeats, args.method, serialize, baseline) for p in (args.presets or preset_names())]

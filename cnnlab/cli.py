@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
+import traceback
 from typing import Any
 
 from .errors import LabError
@@ -42,6 +44,26 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(obj, default=str), flush=True)
 
 
+def error_json(message: str, field: str | None = None) -> dict:
+    """The one JSON line every failure ends with under --json ("error" repeats the message for old readers)."""
+    return {"status": "error", "message": message, "error": message, "field": field}
+
+
+class UsageError(Exception):
+    """A command-line argument error (argparse's), raised instead of exiting so --json can report it."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str):
+        super().__init__(message)
+        self.parser, self.message = parser, message
+
+
+class LabArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UsageError on a bad argument (its subcommand parsers inherit this)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(self, message)
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from .models import get_preset, preset_names
 
@@ -76,6 +98,9 @@ def add_recipe_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--subset", type=int, help="training images per epoch")
     ap.add_argument("--val-size", type=int, dest="val_size")
     ap.add_argument("--augment", type=float, metavar="STRENGTH", help="augmentation strength (0 = off)")
+    ap.add_argument("--aug-kind", dest="aug_kind", help="augmentation kind: affine, cropzoom or brightness")
+    ap.add_argument("--val-source", dest="val_source",
+                    help="holdout (validation images held out of the 60k) or test (train on all 60k, validate on test)")
 
 
 def recipe_overrides(args: argparse.Namespace) -> tuple[dict, dict]:
@@ -88,6 +113,9 @@ def recipe_overrides(args: argparse.Namespace) -> tuple[dict, dict]:
         data["subset"] = args.subset
     if getattr(args, "val_size", None) is not None:
         data["val_size"] = args.val_size
+    for k in ("aug_kind", "val_source"):
+        if getattr(args, k, None) is not None:
+            data[k] = getattr(args, k)
     if getattr(args, "augment", None) is not None:
         data["augment"] = args.augment > 0
         data["aug_strength"] = args.augment if args.augment > 0 else 1.0
@@ -104,6 +132,7 @@ def final_json(result: Any, run_id: str | None, params: int, wall_s: float) -> d
 def cmd_train(args: argparse.Namespace) -> int:
     from . import data as D
     from .engine import TrainConfig, Trainer
+    from .health import with_health
     from .models import get_preset, summarize
     from .recorder import RunRecorder, create_run
     from .runs import RunStore
@@ -121,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     sink: Any = progress
     if not args.no_save:
         run = create_run(RunStore(), p.name, p.spec, cfg, name=args.name, source="cli")
-        sink = RunRecorder(run, forward=progress)
+        sink = with_health(RunRecorder(run, forward=progress))
         if not args.quiet:
             sys.stderr.write(f"run {run.id} in {run.path}\n")
     trainer = Trainer(p.spec, cfg, mnist, sink=sink)
@@ -136,8 +165,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if result.status == "done" else 1
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from . import reproduce as R
+    from .models import get_preset, preset_names
+
+    names = args.presets or preset_names()
+    for n in names:
+        get_preset(n)  # unknown names fail before anything trains
+    log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
+    smoke = {k: getattr(args, k) for k in ("epochs", "subset") if getattr(args, k) is not None}
+    if args.from_runs:  # record runs trained earlier (or cut short) instead of training
+        if len(names) != 1:
+            raise LabError("--from-runs records one preset: name it, e.g. reproduce seed001 --from-runs RUN_ID")
+        entry = R.entry_from_runs(names[0], args.from_runs)
+        R.save_entries([entry])
+        log(R.reproduced_line(entry) or f"{names[0]}: no result in those runs")
+        return 0
+    entries = []
+    for n in names:
+        entry = R.reproduce(n, list(range(args.seeds)), device=args.device, budget_h=args.budget_hours,
+                            save=not args.no_save, time_steps_n=args.time_steps, max_hours=args.max_hours,
+                            log=log, **smoke)
+        entries.append(entry)
+        if not args.no_record and not smoke:  # a shortened recipe is a check, not a reproduction
+            R.save_entries([entry])  # after each preset, so a long batch keeps what it finished
+        log(R.reproduced_line(entry) or f"{n}: no result")
+    if args.json:
+        _print_json({"status": "done", "presets": {e["preset"]: {k: e.get(k) for k in (
+            "test_acc_mean", "test_acc_min", "test_acc_max", "epochs", "wall_s_mean", "images_per_s",
+            "extrapolated", "est_total_h")} | {"run_ids": [r["run_id"] for r in e["runs"]]} for e in entries}})
+    failed = [e["preset"] for e in entries
+              if not e.get("extrapolated") and not e.get("partial") and e.get("test_acc_mean") is None]
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m cnnlab", description="CNN Lab: headless training and runs")
+    ap = LabArgumentParser(prog="python -m cnnlab", description="CNN Lab: headless training and runs")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sp = sub.add_parser("presets", help="list presets with parameter counts and recipes")
     sp.add_argument("--json", action="store_true")
@@ -150,11 +213,33 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--quiet", action="store_true")
     tp.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
     tp.set_defaults(func=cmd_train)
+    rp = sub.add_parser("reproduce", help="train presets' full recipes and write docs/REPRODUCTION.md")
+    rp.add_argument("presets", nargs="*", help="preset names (default: all)")
+    rp.add_argument("--seeds", type=int, default=1, help="seeds per preset (0, 1, ...; default 1)")
+    rp.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    rp.add_argument("--budget-hours", type=float, default=3.0, dest="budget_hours",
+                    help="a recipe estimated to take longer is timed over its first steps and extrapolated")
+    rp.add_argument("--time-steps", type=int, default=12, dest="time_steps",
+                    help="training steps timed before training, for the time estimate (default 12)")
+    rp.add_argument("--max-hours", type=float, dest="max_hours",
+                    help="stop each run at the end of the last epoch that fits and record it as partial")
+    rp.add_argument("--from-runs", nargs="+", dest="from_runs", metavar="RUN_ID",
+                    help="record these stored runs of the preset's recipe instead of training")
+    rp.add_argument("--epochs", type=int, help="smoke check: fewer epochs (the record is then not written)")
+    rp.add_argument("--subset", type=int, help="smoke check: fewer training images (the record is then not written)")
+    rp.add_argument("--no-save", action="store_true", help="do not keep the runs in the run store")
+    rp.add_argument("--no-record", action="store_true", help="do not write docs/reproduction.json and REPRODUCTION.md")
+    rp.add_argument("--json", action="store_true", help="print one JSON line with the results")
+    rp.set_defaults(func=cmd_reproduce)
     try:  # runs/resume/fork live with the job machinery
         from .cli_runs import add_run_commands
         add_run_commands(sub)
     except ImportError:
         pass
+    from .cli_sweep import add_sweep_commands  # sweep, sweeps (Ray is imported only when a sweep runs)
+
+    add_sweep_commands(sub)
+
     from .cli_tools import add_tool_commands  # lr-find, export
 
     add_tool_commands(sub)
@@ -162,14 +247,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in argv
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc.message}", file=sys.stderr)
+        if as_json:
+            named = re.match(r"argument (?:-+)?([\w-]+)", exc.message)  # "argument --lr: invalid float ..."
+            _print_json(error_json(f"{exc.parser.prog}: {exc.message}",
+                                   named.group(1).replace("-", "_") if named else None))
+        return 2
     try:
         return args.func(args)
     except LabError as exc:
-        if getattr(args, "json", False):
-            _print_json({"status": "error", "error": str(exc), "field": getattr(exc, "field", None)})
+        if as_json:
+            _print_json(error_json(str(exc), getattr(exc, "field", None)))
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if as_json:
+            _print_json(error_json("interrupted (Ctrl-C); a saved run stays resumable"))
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an OS failure: the traceback for us, still one JSON line for scripts
+        if not as_json:
+            raise
+        traceback.print_exc()
+        _print_json(error_json(f"{type(exc).__name__}: {exc}"))
+        return 1

@@ -22,7 +22,8 @@ def _info_dict(info: Any) -> dict:
     return {"id": info.id, "name": info.name, "status": info.status, "message": info.message,
             "preset": info.preset, "params": info.params, "best_val_acc": info.best_val_acc,
             "test_acc": info.test_acc, "epochs": info.epochs, "epochs_planned": info.epochs_planned,
-            "parent": info.parent, "created": info.created, "tags": info.tags, "error": info.error}
+            "parent": info.parent, "created": info.created, "tags": info.tags, "error": info.error,
+            "sweep": info.sweep}
 
 
 def _pct(v: Any) -> str:

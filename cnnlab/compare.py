@@ -88,7 +88,7 @@ def read_records(path: Path) -> list[dict]:
 
 TABLE_COLUMNS = ["name", "architecture", "params", "optimizer", "lr", "batch", "epochs", "augmentation",
                  "best val acc", "test acc", "train time (s)", "status", "parent", "created", "tags", "id",
-                 "problem"]
+                 "sweep", "problem"]
 
 
 def _num(v: Any) -> float | None:
@@ -145,6 +145,7 @@ def run_row(info: RunInfo, names: dict[str, str] | None = None) -> dict:
         "created": _created_text(info.created),
         "tags": ", ".join(info.tags),
         "id": info.id,
+        "sweep": info.sweep or "",
         "problem": problem or "",
     }
 
@@ -156,10 +157,12 @@ def table_rows(infos: Iterable[RunInfo]) -> list[dict]:
     return [run_row(i, names) for i in infos]
 
 
-def filter_rows(rows: list[dict], text: str = "", statuses: Iterable[str] = (), tags: Iterable[str] = ()) -> list[dict]:
-    """Rows whose name/id/architecture/tags contain `text` (case-insensitive), in `statuses`, with all `tags`."""
+def filter_rows(rows: list[dict], text: str = "", statuses: Iterable[str] = (), tags: Iterable[str] = (),
+                sweeps: Iterable[str] = ()) -> list[dict]:
+    """Rows whose name/id/architecture/tags contain `text` (case-insensitive), in `statuses`, with all `tags`,
+    trials of one of `sweeps`."""
     needle = (text or "").strip().lower()
-    statuses, tags = set(statuses or ()), set(tags or ())
+    statuses, tags, sweeps = set(statuses or ()), set(tags or ()), set(sweeps or ())
     out = []
     for row in rows:
         hay = " ".join(str(row.get(k) or "") for k in ("name", "id", "architecture", "tags", "optimizer")).lower()
@@ -169,6 +172,8 @@ def filter_rows(rows: list[dict], text: str = "", statuses: Iterable[str] = (), 
             continue
         row_tags = {t.strip() for t in str(row.get("tags") or "").split(",") if t.strip()}
         if tags and not tags <= row_tags:
+            continue
+        if sweeps and row.get("sweep") not in sweeps:
             continue
         out.append(row)
     return out

@@ -99,11 +99,17 @@ class DataConfig:
     subset: int | None = None  # training images used per epoch (None = all of the train split)
     val_size: int = 5000  # held out of the 60k training images; the 10k test set stays apart
     augment: bool = False
-    aug_strength: float = 1.0  # 0 = none, 1 = seed 001's strength (±15°, zoom, ±2 px)
+    aug_strength: float = 1.0  # 0 = none, 1 = the kind's full strength (see augment_batch)
     split_seed: int = 0
+    aug_kind: str = "affine"  # one of AUG_KINDS
+    val_source: str = "holdout"  # "holdout": val_size images of the 60k; "test": train on all 60k, validate on the test set
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field."""
+        if self.aug_kind not in AUG_KINDS:
+            raise ConfigError("aug_kind", f"unknown augmentation {self.aug_kind!r}; known: {', '.join(AUG_KINDS)}")
+        if self.val_source not in VAL_SOURCES:
+            raise ConfigError("val_source", f"must be one of {', '.join(VAL_SOURCES)}, got {self.val_source!r}")
         if not isinstance(self.val_size, int) or isinstance(self.val_size, bool):
             raise ConfigError("val_size", f"must be an integer, got {self.val_size!r}")
         if not 100 <= self.val_size <= 30_000:
@@ -111,14 +117,22 @@ class DataConfig:
         if self.subset is not None:
             if not isinstance(self.subset, int) or isinstance(self.subset, bool):
                 raise ConfigError("subset", f"must be an integer or empty, got {self.subset!r}")
-            limit = N_TRAIN_TOTAL - self.val_size
+            limit = self.n_train_max()
             if not 1 <= self.subset <= limit:
-                raise ConfigError("subset", f"must be between 1 and {limit} (60000 minus validation), got {self.subset}")
+                why = "all training images" if self.val_source == "test" else "60000 minus validation"
+                raise ConfigError("subset", f"must be between 1 and {limit} ({why}), got {self.subset}")
         s = self.aug_strength
         if not isinstance(s, (int, float)) or isinstance(s, bool) or not math.isfinite(s) or not 0 <= s <= 3:
             raise ConfigError("aug_strength", f"must be a number between 0 and 3, got {s!r}")
         if not isinstance(self.split_seed, int) or isinstance(self.split_seed, bool):
             raise ConfigError("split_seed", f"must be an integer, got {self.split_seed!r}")
+
+    def n_train_max(self) -> int:
+        """Training images available: all 60k when the test set validates, else 60k minus the held-out ones."""
+        return N_TRAIN_TOTAL if self.val_source == "test" else N_TRAIN_TOTAL - self.val_size
+
+    def n_train(self) -> int:
+        return self.subset if self.subset is not None else self.n_train_max()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,13 +149,25 @@ class Splits(NamedTuple):
 
 
 def make_splits(mnist: Mnist, cfg: DataConfig) -> Splits:
-    """Seeded train/validation split of the 60k training images, then the training subset."""
+    """Seeded train/validation split of the 60k training images, then the training subset.
+
+    With val_source "test" every training image trains and `val_idx` is empty: validation reads the
+    test set (what the seeds did; see validation_data).
+    """
     g = torch.Generator().manual_seed(cfg.split_seed)
     perm = torch.randperm(len(mnist.train_x), generator=g)
-    val_idx, train_idx = perm[: cfg.val_size], perm[cfg.val_size :]
+    n_val = 0 if cfg.val_source == "test" else cfg.val_size
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
     if cfg.subset is not None:
         train_idx = train_idx[: cfg.subset]
     return Splits(train_idx.clone(), val_idx.clone())
+
+
+def validation_data(mnist: Mnist, cfg: DataConfig, splits: Splits) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels a run validates on: its held-out split, or the test set."""
+    if cfg.val_source == "test":
+        return mnist.test_x, mnist.test_y
+    return mnist.train_x[splits.val_idx], mnist.train_y[splits.val_idx]
 
 
 def to_float(x_u8: torch.Tensor) -> torch.Tensor:
@@ -149,19 +175,40 @@ def to_float(x_u8: torch.Tensor) -> torch.Tensor:
     return ((x_u8.float() / 255.0) - MEAN).div_(STD).unsqueeze(1)
 
 
-def augment_batch(x01: torch.Tensor, strength: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per-sample random rotation, zoom and shift of a [B,1,28,28] batch in [0,1] (black fill).
+AUG_KINDS = ("affine", "cropzoom", "brightness")
+AUG_LABELS = {
+    "affine": "rotate ±15°, zoom 0.9–1.15, shift ±2 px (the lab's own)",
+    "cropzoom": "seeds 001/003: 1 in 10 center-cropped to 22 px and resized to 28, rotate ±15°",
+    "brightness": "seed 000: brightness ×0.5–1.5 (ColorJitter)",
+}
+VAL_SOURCES = ("holdout", "test")
+CROP_ZOOM = 28 / 22  # CenterCrop(22) then Resize(28)
 
-    Strength 1 approximates seed 001's recipe: rotation ±15°, zoom 0.9–1.15 (its occasional
-    center-crop-22-and-resize is a zoom of up to 1.27), shift ±2 px.
+
+def augment_batch(x01: torch.Tensor, strength: float, generator: torch.Generator | None = None,
+                  kind: str = "affine") -> torch.Tensor:
+    """Per-sample random augmentation of a [B,1,28,28] batch in [0,1] (black fill), one of AUG_KINDS.
+
+    "affine", strength 1: rotation ±15°, zoom 0.9–1.15, shift ±2 px. "cropzoom" (seeds 001 and 003):
+    with probability 0.1 the central 22x22 is zoomed to 28x28, then a rotation of ±15°; strength scales
+    the angle and the zoom. "brightness" (seed 000's ColorJitter(brightness=0.5)): each image times
+    U(1 - 0.5 s, 1 + 0.5 s), clipped to [0, 1].
     """
     if strength <= 0:
         return x01
     b = x01.shape[0]
     u = torch.rand(b, 4, generator=generator) * 2 - 1  # U(-1, 1)
+    if kind == "brightness":
+        factor = (1.0 + u[:, 0] * 0.5 * strength).clamp(min=0).to(x01.dtype)
+        return (x01 * factor.view(b, 1, 1, 1)).clamp_(0, 1)
     ang = u[:, 0] * math.radians(15.0) * strength
-    zoom = 1.0 + torch.where(u[:, 1] > 0, u[:, 1] * 0.15, u[:, 1] * 0.10) * strength
-    shift = u[:, 2:] * (2.0 / 14.0) * strength  # normalized coords: 14 px per unit
+    if kind == "cropzoom":
+        crop = (u[:, 1] + 1) / 2 < 0.1
+        zoom = torch.where(crop, 1.0 + (CROP_ZOOM - 1.0) * strength, torch.ones(b))
+        shift = torch.zeros(b, 2)
+    else:
+        zoom = 1.0 + torch.where(u[:, 1] > 0, u[:, 1] * 0.15, u[:, 1] * 0.10) * strength
+        shift = u[:, 2:] * (2.0 / 14.0) * strength  # normalized coords: 14 px per unit
     cos, sin = torch.cos(ang) / zoom, torch.sin(ang) / zoom
     theta = torch.stack(
         [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
@@ -175,11 +222,12 @@ def make_batch(
     idx: torch.Tensor,
     aug_strength: float = 0.0,
     generator: torch.Generator | None = None,
+    aug_kind: str = "affine",
 ) -> torch.Tensor:
     """Gather images by index, augment (optional), normalize: float [B,1,28,28]."""
     x = mnist_x.index_select(0, idx).float().div_(255.0).unsqueeze(1)
     if aug_strength > 0:
-        x = augment_batch(x, aug_strength, generator)
+        x = augment_batch(x, aug_strength, generator, aug_kind)
     return x.sub_(MEAN).div_(STD)
 
 

@@ -94,7 +94,7 @@ class TrainConfig:
         return self
 
     def n_train(self) -> int:
-        return self.data.subset if self.data.subset is not None else D.N_TRAIN_TOTAL - self.data.val_size
+        return self.data.n_train()
 
     def steps_per_epoch(self) -> int:
         return D.steps_per_epoch(self.n_train(), self.batch_size)
@@ -234,6 +234,9 @@ class Sink(Protocol):
     def on_epoch(self, rec: dict, trainer: "Trainer") -> None: ...
     def on_event(self, rec: dict) -> None: ...
     def on_end(self, result: "TrainResult", trainer: "Trainer") -> None: ...
+    # every step, around forward/backward/optimizer step (cnnlab.health samples layer statistics here)
+    def on_batch_start(self, trainer: "Trainer") -> None: ...
+    def on_batch_end(self, trainer: "Trainer") -> None: ...
 
 
 @dataclass
@@ -317,6 +320,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, cfg)
         self.log_probs = _is_log_probs(spec)
         self.splits = D.make_splits(mnist, cfg.data)
+        self.val_data = D.validation_data(mnist, cfg.data, self.splits)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
@@ -527,10 +531,11 @@ class Trainer:
                 lr = self.current_lr()
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
-                xb = D.make_batch(x_all, idx, self.aug_strength, self.gen).to(dev, non_blocking=True)
+                xb = D.make_batch(x_all, idx, self.aug_strength, self.gen, cfg.data.aug_kind).to(dev, non_blocking=True)
                 yb = y_all.index_select(0, idx).to(dev, non_blocking=True)
                 if cfg.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
+                self._emit("on_batch_start", self)  # callbacks that sample a step (layer health) arm here
                 out = model(xb)
                 loss = self._loss(out, yb)
                 with self._weights_lock:
@@ -538,6 +543,7 @@ class Trainer:
                     loss.backward()
                     self.optimizer.step()
                 self.step += 1
+                self._emit("on_batch_end", self)  # grads of this step are still in .grad here
                 n = len(idx)
                 ep_loss += loss.detach() * n
                 correct = (out.detach().argmax(1) == yb).sum()
@@ -564,8 +570,7 @@ class Trainer:
             if not math.isfinite(tl):
                 self._event("diverged", value=str(tl))
                 return "diverged", f"training diverged: the epoch's mean loss is {tl} (epoch {self.epoch}); lower the learning rate"
-            vl, va, _ = evaluate(model, x_all[self.splits.val_idx], y_all[self.splits.val_idx], dev,
-                                 cfg.eval_batch_size, cfg.channels_last)
+            vl, va, _ = evaluate(model, *self.val_data, dev, cfg.eval_batch_size, cfg.channels_last)
             improved = self.best_val_acc is None or va > self.best_val_acc
             if improved:
                 self.best_val_acc, self.best_epoch = va, self.epoch

@@ -25,3 +25,7 @@ class DataMissingError(LabError, FileNotFoundError):
 
 class CheckpointError(LabError):
     """A weights file is missing, corrupt, or belongs to another architecture."""
+
+
+class DiskFullError(LabError, OSError):
+    """The disk filled up while a run file was written; the previous complete file is still there."""

@@ -148,6 +148,27 @@ def _inception(layer: Layer, names: Names) -> Emitted:
                    [f"x = self.{name}(x)"], keys, ("Inception",))
 
 
+def _shared_inception(layer: Layer, names: Names) -> Emitted:
+    m = layer.module
+    name = names.new("inception")
+    keys = {"conv1": f"{name}.conv1", "conv3": f"{name}.conv3", "conv5": f"{name}.conv5"}
+    return Emitted([f"self.{name} = SharedInception({layer.in_shape[0]}, {m.conv1.out_channels})"],
+                   [f"x = self.{name}(x)"], keys, ("SharedInception",))
+
+
+def _pixels(layer: Layer, names: Names) -> Emitted:
+    return Emitted([], [f"x = (x * INPUT_STD + INPUT_MEAN) * {layer.module.max_value!r}  # pixel values, as trained"])
+
+
+def _resize(layer: Layer, names: Names) -> Emitted:
+    n = layer.module.size
+    return Emitted([], [f'x = F.interpolate(x, size=({n}, {n}), mode="bilinear", align_corners=False)'])
+
+
+def _pad(layer: Layer, names: Names) -> Emitted:
+    return Emitted([], [f"x = F.pad(x, {tuple(layer.module.padding)!r})  # (left, right, top, bottom) zeros"])
+
+
 # layer type (models.py) -> emitter. A new layer type needs one line here (and a helper class if any).
 EMITTERS: dict[str, Callable[[Layer, Names], Emitted]] = {
     "conv": _conv,
@@ -160,10 +181,31 @@ EMITTERS: dict[str, Callable[[Layer, Names], Emitted]] = {
     "flatten": _functional("x = torch.flatten(x, 1)"),
     "linear": _linear,
     "inception": _inception,
+    "inception_shared": _shared_inception,
+    "dropout2d": _module("dropout", "nn.Dropout2d({m.p!r})"),
+    "pixels": _pixels,
+    "resize": _resize,
+    "pad": _pad,
     "logsoftmax": _functional("x = F.log_softmax(x, dim=1)"),
 }
 
 HELPERS = {
+    "SharedInception": '''
+class SharedInception(nn.Module):
+    """Seed 000's inception block: a 1x1 conv; 3x3 and 5x5 convs on its output; the same 1x1 conv on a
+    zero-padded 3x3/1 max-pool of the input. Four branches after ReLU, concatenated."""
+
+    def __init__(self, cin: int, out: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, out, 1)
+        self.conv3 = nn.Conv2d(out, out, 3, padding=1)
+        self.conv5 = nn.Conv2d(out, out, 5, padding=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o1 = F.relu(self.conv1(x))
+        pooled = F.max_pool2d(F.pad(x, (1, 1, 1, 1)), 3, stride=1)
+        return torch.cat([o1, F.relu(self.conv3(o1)), F.relu(self.conv5(o1)), F.relu(self.conv1(pooled))], 1)
+''',
     "Inception": '''
 class Inception(nn.Module):
     """GoogLeNet-style block: 1x1, 1x1->3x3, 1x1->5x5 and 3x3-max-pool->1x1 branches, concatenated.
@@ -210,7 +252,7 @@ class Generated:
 
 def generate_code(spec: list[dict], *, title: str = "", mean: float = D.MEAN, std: float = D.STD) -> Generated:
     """model.py for a layer spec (see the module docstring); ExportError on a layer type without an emitter."""
-    from .models import build_model
+    from .models import Tied, build_model
 
     summary = validate_spec(spec)
     built = build_model(spec)
@@ -221,12 +263,16 @@ def generate_code(spec: list[dict], *, title: str = "", mean: float = D.MEAN, st
     key_map: dict[str, str] = {}
     helpers: list[str] = []
     for row in summary.rows:
+        module = children[row.name]
+        if isinstance(module, Tied):  # a second use of an earlier layer: call its module again
+            fwd.append((f"x = self.{key_map[module.target_name]}(x)  # shared weights", _shape(row.out_shape)))
+            continue
         emitter = EMITTERS.get(row.type)
         if emitter is None:
             raise ExportError(f"cannot export layer {row.index} ({row.type}) as code: the code generator knows "
                               f"{', '.join(EMITTERS)}; add an emitter for '{row.type}' to cnnlab/export.py "
                               "EMITTERS (ONNX and TorchScript export work without one)")
-        e = emitter(Layer(row.index, row.type, children[row.name], tuple(row.in_shape), tuple(row.out_shape)),
+        e = emitter(Layer(row.index, row.type, module, tuple(row.in_shape), tuple(row.out_shape)),
                     names)
         init += e.init
         fwd += [(line, _shape(row.out_shape) if j == len(e.forward) - 1 else "") for j, line in enumerate(e.forward)]

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from .errors import DiskFullError
 
 TMP_PREFIX = ".tmp-"  # temp files start with a dot so run listings and exports skip them
 
@@ -25,9 +31,35 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def free_mb(folder: Path) -> int:
+    """Megabytes free for unprivileged writes on the filesystem of `folder` (-1 if unknown)."""
+    try:
+        return shutil.disk_usage(folder).free // (1 << 20)
+    except OSError:
+        return -1
+
+
+@contextmanager
+def disk_full_as_message(path: Path) -> Iterator[None]:
+    """Turn ENOSPC / EDQUOT while writing `path` into DiskFullError naming the file and the space left."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or isinstance(exc, DiskFullError):
+            raise
+        path = Path(path)
+        full = DiskFullError(f"no space left on device while writing {path} ({free_mb(path.parent)} MB free)")
+        full.errno = exc.errno
+        raise full from None
+
+
 def _atomic_write(path: Path, write) -> None:
     """Write through `write(fileobj)` into a temp file beside `path`, fsync, then os.replace."""
-    path = Path(path)
+    with disk_full_as_message(path):
+        _atomic_write_raw(Path(path), write)
+
+
+def _atomic_write_raw(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -76,4 +108,8 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
     """torch.save `obj` atomically (never pickle modules: save state_dicts and plain values)."""
     import torch
 
-    _atomic_write(path, lambda f: torch.save(obj, f))
+    # serialized in memory first: torch.save writing straight to a full disk fails with an opaque
+    # "[enforce fail at inline_container.cc] unexpected pos"; a plain write gives ENOSPC
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    _atomic_write(path, lambda f: f.write(buf.getbuffer()))

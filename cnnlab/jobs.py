@@ -69,6 +69,7 @@ import torch
 from . import data as D
 from .engine import LIVE_FIELDS, Control, LiveParams, TrainConfig, TrainResult, Trainer
 from .errors import CheckpointError, ConfigError, LabError
+from .health import with_health
 from .models import validate_spec
 from .recorder import RunRecorder, create_run
 from .runs import ACTIVE, RunHandle, RunInfo, RunStore, _effective_status
@@ -176,6 +177,10 @@ class _Job:
                 self._skip_ips = False
             elif isinstance(ips, (int, float)) and ips > 0:
                 self.ips = ips if self.ips is None else (1 - IPS_SMOOTHING) * self.ips + IPS_SMOOTHING * ips
+
+    def on_health(self, rec: dict) -> None:
+        with self.lock:
+            self.records.append(rec)
 
     def on_epoch(self, rec: dict, trainer: Trainer) -> None:
         with self.lock:
@@ -323,17 +328,25 @@ class JobManager:
             if run_id in self.live_ids():
                 raise LabError(f"run '{run_id}' is already {self._jobs[run_id].status} here")
             handle = self.store.get(run_id, live_ids=self.live_ids())
-            state, _, _ = _effective_status(handle.status, self.live_ids(), handle.id)
-            if state in ACTIVE:
-                raise LabError(f"run '{run_id}' is {state} in another process (pid {handle.status.get('pid')})")
-            if state == "done":
-                raise LabError(f"run '{run_id}' is done; fork it to train further")
-            cfgd = handle.config
-            spec, cfg = cfgd.get("spec"), TrainConfig.from_dict(cfgd.get("recipe"))
-            cfg.validate()
-            validate_spec(spec)
-            parent = cfgd.get("parent") if isinstance(cfgd.get("parent"), dict) else None
-            handle.write_status(status="queued", message="waiting to resume", traceback=None)
+            old = self._jobs.get(run_id)
+            if old is not None and old.thread is not None:
+                old.thread.join(30)  # its status is final; its thread is letting go of the run
+            handle.lock_writer()  # across processes: one writer per run (RunBusy names the other)
+            try:
+                state, _, _ = _effective_status(handle.status, self.live_ids(), handle.id)
+                if state in ACTIVE:
+                    raise LabError(f"run '{run_id}' is {state} in another process (pid {handle.status.get('pid')})")
+                if state == "done":
+                    raise LabError(f"run '{run_id}' is done; fork it to train further")
+                cfgd = handle.config
+                spec, cfg = cfgd.get("spec"), TrainConfig.from_dict(cfgd.get("recipe"))
+                cfg.validate()
+                validate_spec(spec)
+                parent = cfgd.get("parent") if isinstance(cfgd.get("parent"), dict) else None
+                handle.write_status(status="queued", message="waiting to resume", traceback=None)
+            except BaseException:
+                handle.release_writer()
+                raise
             job = _Job(next(self._seq), handle, str(cfgd.get("preset") or "run"), spec, cfg,
                        name=self._name(handle), mode="resume", fork_from=parent,
                        start_epoch=int((parent or {}).get("epoch") or 0))
@@ -376,14 +389,10 @@ class JobManager:
         """Epochs of a run that `fork` can start from."""
         handle = self.store.get(run_id, live_ids=self.live_ids())
         found = set(handle.epoch_checkpoints())
-        try:
-            st = handle.status
-        except LabError:
-            st = {}
-        if handle.has_checkpoint("last") and isinstance(st.get("epoch"), int) and st["epoch"] > 0:
-            found.add(st["epoch"])
-        if handle.has_checkpoint("best") and isinstance(st.get("best_epoch"), int):
-            found.add(st["best_epoch"])
+        for which in ("last", "best"):  # the epoch each file really holds (status.json may lag a kill)
+            epoch = handle.saved_epoch(which)
+            if epoch is not None and epoch > 0:
+                found.add(epoch)
         return sorted(found)
 
     def _fork_weights(self, handle: RunHandle, epoch: int | None) -> tuple[dict, int]:
@@ -395,16 +404,22 @@ class JobManager:
             epoch = available[-1]
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
             raise ConfigError("epoch", f"must be a completed epoch (1 or more), got {epoch!r}")
-        for which in (f"epoch_{epoch}", "last", "best"):
+        problems = []
+        for which in (f"epoch_{epoch}", "last", "best"):  # every file that may hold that epoch, in turn
             if which.startswith("epoch_") and epoch not in handle.epoch_checkpoints():
                 continue
             if not which.startswith("epoch_") and not handle.has_checkpoint(which):
                 continue
-            state = handle.load_checkpoint(which)
+            try:
+                state = handle.load_checkpoint(which)
+            except CheckpointError as exc:
+                problems.append(str(exc))
+                continue
             if int(state.get("epoch", -1)) == epoch and isinstance(state.get("model"), dict):
                 return state["model"], epoch
         shown = ", ".join(map(str, available)) or "none"
-        raise LabError(f"run '{handle.id}' has no weights saved after epoch {epoch}; saved epochs: {shown}")
+        why = f" ({'; '.join(problems)})" if problems else ""
+        raise LabError(f"run '{handle.id}' has no weights saved after epoch {epoch}; saved epochs: {shown}{why}")
 
     # ---- control
     def get(self, run_id: str) -> JobView | None:
@@ -569,6 +584,7 @@ class JobManager:
             job.handle.write_status(status=status, message=message)
         except OSError:
             pass
+        job.handle.release_writer()
         job.end_unstarted(status, message)
 
     def _thread_budget(self) -> int:
@@ -582,7 +598,7 @@ class JobManager:
             mnist = self._mnist_loader()
             resume_state = self._prepare_resume(job) if job.mode == "resume" else None
             trainer = Trainer(job.spec, job.cfg, mnist, control=job.control,
-                              sink=RunRecorder(job.handle, forward=job), resume_state=resume_state,
+                              sink=with_health(RunRecorder(job.handle, forward=job)), resume_state=resume_state,
                               init_weights=job.init_weights)
             if resume_state is None and job.start_epoch:  # a fork: counters continue the parent's
                 trainer.epoch, trainer.step = job.start_epoch, job.start_epoch * trainer.steps_per_epoch
@@ -605,6 +621,7 @@ class JobManager:
                     pass
                 job.fail("the training thread ended without a status", "")
             job.trainer, job.init_weights = None, None
+            job.handle.release_writer()  # after the final status: the next writer may take over
             with self._lock:
                 self._running.discard(job)
                 self._pump()
@@ -622,6 +639,9 @@ class JobManager:
                 if key not in state:
                     raise CheckpointError(f"{handle.path / 'last.pt'} is not a resumable checkpoint (no '{key}')")
             epoch, step = int(state["epoch"]), int(state["step"])
+            if epoch > 0 and (epoch not in handle.epoch_checkpoints() or handle.saved_epoch(f"epoch_{epoch}") != epoch):
+                # a kill while epoch_<k>.pt was written (runs saved before last.pt went last): restore it
+                handle.save_checkpoint({"model": state["model"], "epoch": epoch, "step": step}, f"epoch_{epoch}")
         else:
             if job.fork_from:
                 src = self.store.get(job.fork_from["run_id"], live_ids=self.live_ids())

@@ -7,6 +7,7 @@ from typing import Any
 
 from . import __version__
 from .engine import TrainConfig, TrainResult, Trainer
+from .errors import DiskFullError
 from .models import summarize
 from .runs import RunHandle, RunStore
 
@@ -30,9 +31,10 @@ def run_config(preset: str, spec: list[dict], cfg: TrainConfig, *, parent: dict 
 
 def create_run(store: RunStore, preset: str, spec: list[dict], cfg: TrainConfig, *, name: str | None = None,
                parent: dict | None = None, source: str = "app", run_id: str | None = None) -> RunHandle:
-    """Validate and create a run folder (status queued)."""
+    """Validate and create a run folder (status queued), its writer lock held by the returned handle."""
     cfg.validate()
-    return store.create(run_config(preset, spec, cfg, parent=parent, source=source), name=name, run_id=run_id)
+    return store.create(run_config(preset, spec, cfg, parent=parent, source=source), name=name, run_id=run_id,
+                        lock=True)
 
 
 class RunRecorder:
@@ -66,6 +68,11 @@ class RunRecorder:
             self.flush()
         self._fwd("on_step", rec)
 
+    def on_health(self, rec: dict) -> None:
+        """A layer-health record (cnnlab.health): stored with the step records, in metrics.jsonl."""
+        self._buf.append(rec)
+        self._fwd("on_health", rec)
+
     def on_event(self, rec: dict) -> None:
         self.flush()
         self.run.append_event(rec)
@@ -79,19 +86,24 @@ class RunRecorder:
         self.flush()
         self.run.append_metrics([rec])
         state = trainer.checkpoint_state()
-        self.run.save_checkpoint(state, "last")
+        # last.pt goes last: a resume continues after it, so once it is complete the epoch's other files
+        # are too (a kill before it leaves last.pt at the previous epoch, whose files all exist).
         # weights only, one file per epoch: what a fork from any saved epoch starts from
         self.run.save_checkpoint({"model": state["model"], "epoch": rec["epoch"], "step": rec["step"],
                                   "val_acc": rec["val_acc"]}, f"epoch_{rec['epoch']}")
         if rec.get("best"):
             self.run.save_checkpoint({"model": trainer.weights_copy(), "epoch": rec["epoch"],
                                       "val_acc": rec["val_acc"]}, "best")
+        self.run.save_checkpoint(state, "last")
         self.run.write_status(epoch=rec["epoch"], step=rec["step"], best_val_acc=trainer.best_val_acc,
                               best_epoch=trainer.best_epoch, train_s=rec["t"])
         self._fwd("on_epoch", rec, trainer)
 
     def on_end(self, result: TrainResult, trainer: Trainer) -> None:
-        self.flush()
+        try:
+            self.flush()
+        except DiskFullError:
+            self._buf = []  # steps after the last checkpoint: a resume trains them again anyway
         if result.status == "done":
             self.run.write_result({
                 "test_acc": result.test_acc, "test_loss": result.test_loss, "confusion": result.confusion,

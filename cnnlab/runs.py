@@ -37,10 +37,13 @@ from typing import Any, Iterable
 
 from cnnlab import settings
 from cnnlab.errors import CheckpointError, LabError
-from cnnlab.fsutil import TMP_PREFIX, atomic_torch_save, atomic_write_bytes, atomic_write_json, dumps
+from cnnlab.fsutil import (TMP_PREFIX, atomic_torch_save, atomic_write_bytes, atomic_write_json,
+                           disk_full_as_message, dumps)
+from cnnlab.runlock import RunLock, acquire, is_locked
 
 STATUSES = ("queued", "running", "paused", "done", "stopped", "failed", "diverged", "interrupted")
 ACTIVE = ("queued", "running", "paused")
+RESUMABLE = ("stopped", "failed", "diverged", "interrupted")
 CHECKPOINTS = ("last", "best")
 JSON_FILES = ("config.json", "meta.json", "status.json", "result.json")
 JSONL_FILES = ("metrics.jsonl", "events.jsonl")
@@ -172,7 +175,8 @@ def pid_alive(pid: int, proc_start: int | None = None) -> bool:
 _OWN_START = proc_start_time(os.getpid())
 
 
-def _effective_status(status: dict, live_ids: set[str] | None, run_id: str) -> tuple[str, str, bool]:
+def _effective_status(status: dict, live_ids: set[str] | None, run_id: str,
+                      run_dir: Path | None = None) -> tuple[str, str, bool]:
     """(status, message, persist): active runs whose process is gone are reported "interrupted".
 
     Runs of this process are live only if `run_id in live_ids`; with `live_ids=None` (caller does not
@@ -189,6 +193,8 @@ def _effective_status(status: dict, live_ids: set[str] | None, run_id: str) -> t
         return "interrupted", f"this app restarted its job manager while the run was {state}", False
     if isinstance(pid, int) and pid_alive(pid, status.get("proc_start")):
         return state, message, False
+    if run_dir is not None and is_locked(run_dir):
+        return state, message, False  # a new writer took the run over and is about to say so
     who = f"process {pid}" if isinstance(pid, int) else "the process"
     return "interrupted", f"{who} ended while the run was {state} (app or CLI stopped or killed)", True
 
@@ -268,6 +274,30 @@ def _pt_problem(path: Path) -> str | None:
     return _pt_cache[key]
 
 
+_epoch_cache: dict[tuple[str, int, int], int | None] = {}
+
+
+def _saved_epoch(path: Path) -> int | None:
+    """The "epoch" stored in a checkpoint (cached by mtime and size); None if absent or unreadable."""
+    import torch
+
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _epoch_cache:
+        if len(_epoch_cache) > 4096:
+            _epoch_cache.clear()
+        try:  # mmap: only the pickled header is read, not the tensors
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            epoch = obj.get("epoch") if isinstance(obj, dict) else None
+            _epoch_cache[key] = int(epoch) if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+        except Exception:  # noqa: BLE001 - damaged files are reported by _pt_problem
+            _epoch_cache[key] = None
+    return _epoch_cache[key]
+
+
 def _versions() -> dict:
     from importlib import metadata
 
@@ -331,6 +361,7 @@ class RunInfo:
     epochs: int | None = None  # epochs completed so far
     epochs_planned: int | None = None  # status.json's epochs_planned (live-editable), else recipe["epochs"]
     error: str | None = None
+    sweep: str | None = None  # id of the sweep this run is a trial of
 
 
 class RunHandle:
@@ -342,6 +373,18 @@ class RunHandle:
         self._lock = _lock_for(self.path)
         self._config: dict | None = None
         self._checked_tail: set[str] = set()
+        self.writer: RunLock | None = None  # held while this handle trains or builds the run
+
+    def lock_writer(self, what: str = "trained") -> RunLock:
+        """Take the cross-process writer lock (RunBusy if another process or job holds it); kept on the handle."""
+        if self.writer is None or not self.writer.held:
+            self.writer = acquire(self.path, what)
+        return self.writer
+
+    def release_writer(self) -> None:
+        """Drop the writer lock if this handle holds it."""
+        if self.writer is not None:
+            self.writer.release()
 
     def __repr__(self) -> str:
         return f"RunHandle({self.id!r})"
@@ -408,9 +451,13 @@ class RunHandle:
             if filename not in self._checked_tail:
                 self._drop_partial_tail(path)
                 self._checked_tail.add(filename)
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(lines)
-                f.flush()  # a kill -9 then loses at most what follows
+            try:
+                with disk_full_as_message(path), open(path, "a", encoding="utf-8") as f:
+                    f.write(lines)
+                    f.flush()  # a kill -9 then loses at most what follows
+            except OSError:
+                self._checked_tail.discard(filename)  # part of a line may be on disk: cut it next time
+                raise
 
     @staticmethod
     def _drop_partial_tail(path: Path) -> None:
@@ -485,6 +532,10 @@ class RunHandle:
             raise ValueError(f"checkpoint must be one of {CHECKPOINTS} or 'epoch_<n>', got {which!r}")
         return self.path / f"{which}.pt"
 
+    def saved_epoch(self, which: str = "last") -> int | None:
+        """The epoch a checkpoint holds (None if it is absent or unreadable); cheap and cached."""
+        return _saved_epoch(self._ckpt_path(which))
+
     def epoch_checkpoints(self) -> list[int]:
         """Epochs with a saved epoch_<n>.pt (sorted)."""
         try:
@@ -536,19 +587,24 @@ class RunHandle:
             cfg = self.config
             info.preset, info.created = cfg.get("preset"), cfg.get("created")
             info.params, info.parent = cfg.get("params"), cfg.get("parent")
+            info.sweep = cfg.get("sweep") if isinstance(cfg.get("sweep"), str) else None
             recipe = cfg.get("recipe") if isinstance(cfg.get("recipe"), dict) else {}
             info.epochs_planned = recipe.get("epochs")
         except LabError as exc:
             problems.append(str(exc))
         try:
             st = self.status
-            state, info.message, persist = _effective_status(st, live_ids, self.id)
+            state, info.message, persist = _effective_status(st, live_ids, self.id, self.path)
             if persist:
                 self._persist_interrupted(st, state, info.message)
             info.status = state if state in STATUSES else "error"
             if state not in STATUSES:
                 problems.append(f"status.json has unknown status {state!r}")
             info.epochs, info.best_val_acc, info.test_acc = st.get("epoch"), st.get("best_val_acc"), st.get("test_acc")
+            if state in RESUMABLE and self.has_checkpoint("last"):
+                # a kill between last.pt and status.json leaves the status an epoch behind: last.pt is
+                # what a resume continues from
+                info.epochs = self.saved_epoch("last") if self.saved_epoch("last") is not None else info.epochs
             if isinstance(st.get("epochs_planned"), int):  # a live epochs change outdates the recipe's
                 info.epochs_planned = st["epochs_planned"]
         except LabError as exc:
@@ -564,6 +620,8 @@ class RunHandle:
         return info
 
     def _persist_interrupted(self, st: dict, state: str, message: str) -> None:
+        if is_locked(self.path):
+            return  # a live writer holds the run: its own status write is on its way
         with self._lock:
             try:
                 if self.status.get("updated") != st.get("updated"):
@@ -608,8 +666,11 @@ class RunStore:
         """Whether a run folder with this (valid) id exists."""
         return self._dir(run_id).is_dir()
 
-    def create(self, config: dict, name: str | None = None, run_id: str | None = None) -> RunHandle:
+    def create(self, config: dict, name: str | None = None, run_id: str | None = None, *,
+               lock: bool = False) -> RunHandle:
         """Create a run folder (config.json, meta.json, status "queued") atomically; return its handle.
+
+        With `lock` the handle holds the run's writer lock from before the folder appears (`handle.writer`).
 
         `config` holds spec (list of layer dicts), recipe (dict), preset, parent ({"run_id","epoch"}
         or None) and any other keys; id, created and versions are filled in by the store.
@@ -639,6 +700,7 @@ class RunStore:
             cfg = {**config, "id": rid, "created": _now(), "preset": config.get("preset"),
                    "versions": _versions(), "parent": parent}
             tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "create-", dir=self.root))
+            writer = acquire(tmp) if lock else None  # the flock follows the folder through the rename
             try:
                 atomic_write_json(tmp / "config.json", cfg)
                 atomic_write_json(tmp / "meta.json", {"name": clean_name(name, rid), "tags": [], "notes": ""})
@@ -648,9 +710,13 @@ class RunStore:
                     "best_val_acc": None, "test_acc": None, "wall_s": 0.0})
                 os.rename(tmp, path)
             except BaseException:
+                if writer is not None:
+                    writer.release()
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-        return RunHandle(path)
+        handle = RunHandle(path)
+        handle.writer = writer
+        return handle
 
     def get(self, run_id: str, live_ids: set[str] | None = None) -> RunHandle:
         """Handle of an existing run; RunNotFound if absent. Persists "interrupted" for dead pids."""
@@ -659,7 +725,7 @@ class RunStore:
             raise RunNotFound(f"no run '{run_id}' in {self.root}")
         handle = RunHandle(path)
         try:
-            _, message, persist = _effective_status(handle.status, live_ids, handle.id)
+            _, message, persist = _effective_status(handle.status, live_ids, handle.id, handle.path)
             if persist:
                 handle._persist_interrupted(handle.status, "interrupted", message)
         except LabError:
@@ -706,7 +772,7 @@ class RunStore:
             state = "error"
         if state in ACTIVE:
             raise LabError(f"run '{run_id}' is {state}; stop it before deleting")
-        with _lock_for(handle.path):
+        with _lock_for(handle.path), acquire(handle.path):  # never under a process that trains it
             # rename first so a half-finished delete never looks like a run
             trash = self.root / f"{TMP_PREFIX}delete-{handle.id}-{secrets.token_hex(2)}"
             os.rename(handle.path, trash)
@@ -755,7 +821,7 @@ class RunStore:
                 raise ImportRefused(f"import refused: {exc}") from None
             except Exception as exc:  # zlib errors, bad CRCs, odd headers: all mean a bad zip
                 raise ImportRefused(f"import refused: damaged zip ({type(exc).__name__}: {exc})") from None
-            with self._lock:
+            with self._lock, acquire(tmp, "imported"):  # held until the run is complete in its place
                 rid = top if top and not (self.root / top).exists() else None
                 while rid is None or (self.root / rid).exists():
                     rid = new_run_id(str(cfg.get("preset") or "run"))

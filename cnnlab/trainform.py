@@ -22,7 +22,8 @@ CUSTOM = "custom"
 # Widget fields of the hyperparameter form (TrainConfig fields, plus DataConfig ones).
 CFG_FIELDS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "step_size", "gamma",
               "pct_start", "batch_size", "epochs", "label_smoothing", "seed", "device", "channels_last")
-DATA_FIELDS = ("subset", "val_size", "augment", "aug_strength")
+DATA_FIELDS = ("subset", "val_size", "augment", "aug_strength", "aug_kind", "val_source")
+VAL_SOURCE_LABELS = {"holdout": "held-out training images", "test": "the test set (as the seeds did; all 60k train)"}
 FORM_FIELDS = CFG_FIELDS + DATA_FIELDS
 
 
@@ -32,10 +33,40 @@ def preset_choices() -> list[str]:
 
 
 def preset_caption(name: str) -> str:
-    """Markdown: a preset's title, description, parameter count and its seed's reported result."""
+    """Markdown: a preset's title, description, parameter count, its seed's reported result and what the
+    lab reproduced (docs/reproduction.json)."""
+    from .reproduce import load_record, reproduced_line
+
     p = models.get_preset(name)
-    return (f"**{p.title}** · {p.params():,} parameters\n\n{p.description}\n\n"
+    text = (f"**{p.title}** · {p.params():,} parameters\n\n{p.description}\n\n"
             f"*Reported:* {p.reported}")
+    line = reproduced_line(load_record().get(name))
+    return text + (f"\n\n*{line}*" if line else "")
+
+
+def val_label(cfg: TrainConfig | None) -> str:
+    """How the curves name validation: the test set stands in for it in the seeds' own recipes."""
+    return "val (test set)" if cfg is not None and cfg.data.val_source == "test" else "val"
+
+
+def view_config(view: Any) -> TrainConfig | None:
+    """The recipe of a live job or a saved run's view (None when unreadable)."""
+    try:
+        if hasattr(view, "config"):
+            return view.config()
+        return TrainConfig.from_dict((view.handle.config or {}).get("recipe"))
+    except (LabError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def reference_for(preset: str, steps_per_epoch: int) -> tuple[str, list[float], list[float]] | None:
+    """The reproduction run's validation accuracy of a preset, placed at this run's epoch boundaries."""
+    from .reproduce import load_record, reference_curve
+
+    curve = reference_curve(load_record().get(preset))
+    if not curve or not steps_per_epoch:
+        return None
+    return (f"reproduced here ({preset})", [e * steps_per_epoch for e, _ in curve], [a for _, a in curve])
 
 
 def form_defaults(preset: str) -> dict[str, Any]:
@@ -47,7 +78,7 @@ def form_defaults(preset: str) -> dict[str, Any]:
     cfg = TrainConfig.from_dict(p.recipe)
     vals: dict[str, Any] = {f: getattr(cfg, f) for f in CFG_FIELDS}
     vals.update(subset=cfg.data.subset or 0, val_size=cfg.data.val_size, augment=cfg.data.augment,
-                aug_strength=cfg.data.aug_strength)
+                aug_strength=cfg.data.aug_strength, aug_kind=cfg.data.aug_kind, val_source=cfg.data.val_source)
     return vals
 
 
@@ -80,7 +111,8 @@ def build_config(values: dict[str, Any]) -> TrainConfig:
     aug = values["aug_strength"]
     data = DataConfig(subset=subset, val_size=_as_int("val_size", values["val_size"]),
                       augment=bool(values["augment"]),
-                      aug_strength=float(aug) if isinstance(aug, int) and not isinstance(aug, bool) else aug)
+                      aug_strength=float(aug) if isinstance(aug, int) and not isinstance(aug, bool) else aug,
+                      aug_kind=values["aug_kind"], val_source=values["val_source"])
     cfg = TrainConfig(data=data, **kw)
     return cfg.validate()
 
@@ -269,8 +301,17 @@ class CurveCache:
     epochs: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     _ema: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss acc, acc acc, weight
+    val_name: str = "val"
+    reference: tuple | None = None  # (label, steps, val_acc) of the preset's reproduction run
     _fig: Any = None
     _fig_key: tuple | None = None
+
+    @classmethod
+    def for_view(cls, run_id: str, view: Any) -> "CurveCache":
+        """A cache labelled for this run's validation source, with its preset's reproduction curve."""
+        cfg = view_config(view)
+        spe = getattr(view, "steps_per_epoch", 0) or (cfg.steps_per_epoch() if cfg else 0)
+        return cls(run_id, val_name=val_label(cfg), reference=reference_for(getattr(view, "preset", ""), spe))
 
     def update(self, view: Any) -> bool:
         """Pull new records from a JobView; True if any arrived."""
@@ -312,7 +353,8 @@ class CurveCache:
         key = (len(self.steps), len(self.epochs), len(self.events))
         if self._fig is None or key != self._fig_key:
             self._fig = series_figure(self.steps, self.loss, self.loss_ema, self.epochs, self.events,
-                                      self.max_points, acc_smooth=self.acc_ema, uirevision=self.run_id)
+                                      self.max_points, acc_smooth=self.acc_ema, uirevision=self.run_id,
+                                      val_name=self.val_name, reference=self.reference)
             self._fig_key = key
         return self._fig
 
@@ -340,7 +382,7 @@ __all__ = ["ACTIVE", "CUSTOM", "CurveCache", "LabError", "build_config", "check_
            "launch", "pick_run", "progress", "status_line"]
 
 
-def augmented_examples(mnist: Any, strength: float, n: int = 8, seed: int = 0) -> Any:
+def augmented_examples(mnist: Any, strength: float, n: int = 8, seed: int = 0, kind: str = "affine") -> Any:
     """n real training digits followed by the same digits augmented at `strength`: float array [2n,28,28] in [0,1]."""
     import torch
 
@@ -349,7 +391,7 @@ def augmented_examples(mnist: Any, strength: float, n: int = 8, seed: int = 0) -
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(mnist.train_x), generator=g)[:n]
     x = mnist.train_x.index_select(0, idx).float().div(255.0).unsqueeze(1)
-    aug = augment_batch(x, float(strength), g) if strength > 0 else x
+    aug = augment_batch(x, float(strength), g, kind) if strength > 0 else x
     return torch.cat([x, aug]).squeeze(1).numpy()
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
 from .jobs import JobManager
 from .runs import RunStore
+
+if TYPE_CHECKING:
+    from .sweeps.launcher import SweepLauncher
 
 
 def keep_training_fast() -> None:
@@ -39,6 +44,14 @@ def get_lr_finder():
     return LRFinder(threads=lambda: threads_per_job(1 + sum(j.status == "running" for j in manager.jobs())))
 
 
+@st.cache_resource(show_spinner=False)
+def get_sweep_launcher() -> "SweepLauncher":
+    """The process-wide sweep launcher (sweeps run as processes of this server; stopped at exit)."""
+    from .sweeps.launcher import SweepLauncher
+
+    return SweepLauncher(RunStore()).stop_on_exit()
+
+
 def show_error(exc: BaseException) -> None:
     """A user-facing error as a message: LabError text as is, anything else with an expandable traceback."""
     import traceback
@@ -51,3 +64,54 @@ def show_error(exc: BaseException) -> None:
     st.error(f"{type(exc).__name__}: {exc}")
     with st.expander("Traceback"):
         st.code("".join(traceback.format_exception(exc)))
+
+
+def test_map_view(key: str, cache_key: object, model: object, star_input: object = None,
+                  star_label: str = "") -> None:
+    """The test set as a map (cnnlab.testmap) for `model`: built once per `cache_key` behind a progress
+    bar; hover shows the digit, a click shows it large with its prediction; `star_input` (a 28x28 image)
+    is placed on the map as a star."""
+    import numpy as np
+
+    from . import testmap as TM
+    from .data import load_mnist
+    from .plots import probe, why
+
+    mnist = load_mnist()
+    if TM.is_cached(cache_key):
+        tmap = TM.cached_map(cache_key, model, mnist.test_x, mnist.test_y)
+    else:
+        text = f"Computing the map: features of {TM.MAP_POINTS:,} test images, then PCA…"
+        bar = st.progress(0.0, text=text)
+        tmap = TM.cached_map(cache_key, model, mnist.test_x, mnist.test_y,
+                             progress=lambda f: bar.progress(min(1.0, f), text=text))
+        bar.empty()
+    if tmap.art is None:  # hover pictures, once per map
+        tmap.art = TM.ascii_digits(mnist.test_x[tmap.indices].numpy() / 255.0)
+    star = TM.place(tmap, model, star_input) if star_input is not None else None
+    sel_key = key + "_selected"
+    selected = st.session_state.get(sel_key)
+    left, right = st.columns([3, 1])
+    with left:
+        fig = why.test_map(tmap.xy, tmap.labels, tmap.preds, tmap.confidence, tmap.indices, tmap.art,
+                           star=star, star_label=star_label, selected=selected, explained=tmap.explained)
+        event = st.plotly_chart(fig, key=key + "_chart", on_select="rerun", selection_mode="points",
+                                config={"displaylogo": False})
+    clicked = TM.point_from_selection(event)
+    if clicked is not None and clicked != selected:
+        st.session_state[sel_key] = selected = clicked
+    with right:
+        n_wrong = len(tmap.mistakes)
+        st.caption(f"{len(tmap.indices):,} test images on the two main axes (PCA) of what `{tmap.layer}` "
+                   f"receives; ✕ = {n_wrong} mistakes. Hover a point to see the digit, click it to enlarge."
+                   + (" ★ = your input, placed by the same projection." if star is not None else ""))
+        if selected is not None and 0 <= int(selected) < len(mnist.test_x):
+            i = int(selected)
+            pos = np.nonzero(tmap.indices == i)[0]
+            true = int(mnist.test_y[i])
+            st.plotly_chart(probe.image_heatmap(mnist.test_x[i].numpy() / 255.0, f"test image #{i}", height=220),
+                            key=key + "_big")
+            if len(pos):
+                p, c = int(tmap.preds[pos[0]]), float(tmap.confidence[pos[0]])
+                mark = "✓" if p == true else "✗"
+                st.markdown(f"true **{true}** · predicted **{p}** ({c:.0%}) {mark}")

@@ -125,10 +125,11 @@ def test_every_preset_gives_a_valid_form(name):
 
 def test_form_subset_zero_means_all_and_floats_for_ints_accepted():
     vals = tf.form_defaults("seed002")
-    assert vals["subset"] == 18000
+    assert vals["subset"] == 0 and vals["val_source"] == "test"
     vals.update(subset=0, epochs=2.0, batch_size=32)
     cfg = tf.build_config(vals)
-    assert cfg.data.subset is None and cfg.epochs == 2
+    assert cfg.data.subset is None and cfg.epochs == 2 and cfg.data.val_source == "test"
+    assert tf.build_config(tf.form_defaults("seed001")).data.aug_kind == "cropzoom"  # the form keeps the kind
 
 
 @pytest.mark.parametrize("field,value", [("lr", 0.0), ("lr", -1.0), ("momentum", 1.5), ("epochs", 0),

@@ -91,3 +91,34 @@ def test_batches_cover_the_split_once(mnist):
     assert D.steps_per_epoch(1000, 64) == 16
     assert D.steps_per_epoch(129, 64) == 2  # a final batch of 1 is dropped (BatchNorm)
     assert len(list(D.iterate_indices(torch.arange(129), 64, False))) == 2
+
+
+def test_val_source_test_trains_on_all_60k_and_validates_on_the_test_set(mnist):
+    cfg = D.DataConfig(val_source="test")
+    cfg.validate()
+    s = D.make_splits(mnist, cfg)
+    assert len(s.train_idx) == 60_000 and len(s.val_idx) == 0 and cfg.n_train() == 60_000
+    vx, vy = D.validation_data(mnist, cfg, s)
+    assert vx is mnist.test_x and vy is mnist.test_y
+    hold = D.DataConfig()
+    hs = D.make_splits(mnist, hold)
+    assert len(D.validation_data(mnist, hold, hs)[0]) == 5000 and hold.n_train() == 55_000
+    with pytest.raises(ConfigError, match="val_source"):
+        D.DataConfig(val_source="train").validate()
+    with pytest.raises(ConfigError, match="between 1 and 60000"):
+        D.DataConfig(val_source="test", subset=60_001).validate()
+
+
+def test_cropzoom_zooms_one_in_ten_and_brightness_scales_each_image(mnist):
+    x = mnist.train_x[:2000].float().div(255).unsqueeze(1)
+    g = torch.Generator().manual_seed(0)
+    out = D.augment_batch(x, 1.0, g, "cropzoom")
+    assert out.shape == x.shape and out.min() >= 0
+    ink_in, ink_out = (x > 0.5).flatten(1).sum(1).float(), (out > 0.5).flatten(1).sum(1).float()
+    zoomed = (ink_out > ink_in * 1.35).float().mean().item()  # area grows by (28/22)^2 = 1.62 when zoomed
+    assert 0.05 < zoomed < 0.16
+    b = D.augment_batch(x, 1.0, torch.Generator().manual_seed(1), "brightness")
+    ratio = (b.flatten(1).sum(1) / x.flatten(1).sum(1).clamp(min=1e-6))
+    assert b.max() <= 1.0 and ratio.min() >= 0.49 and ratio.max() <= 1.5 and ratio.std() > 0.1
+    with pytest.raises(ConfigError, match="aug_kind"):
+        D.DataConfig(aug_kind="mixup").validate()

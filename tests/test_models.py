@@ -28,22 +28,30 @@ def test_every_preset_builds_trains_a_step_and_matches_its_summary(name):
     assert p.recipe["epochs"] >= 1 and p.description and p.reported
 
 
-def test_seed_parameter_counts_are_faithful():
-    assert M.get_preset("seed002").params() == 30_840
-    assert M.get_preset("seed003").params() == 593_200
-    assert M.get_preset("seed001").params() <= 20_000
-    assert M.get_preset("seed002_1conv").params() < M.get_preset("seed002").params() * 3
+# Parameter counts of the seeds' original code (each counted from the model class in its `source`).
+SOURCE_PARAMS = {"seed000": 39_870_410, "seed001": 19_865, "seed002": 30_840, "seed003": 592_660}
 
 
-def test_seed_recipes_follow_their_readmes():
+@pytest.mark.parametrize("name", sorted(SOURCE_PARAMS))
+def test_seed_parameter_counts_match_their_source(name):
+    p = M.get_preset(name)
+    assert p.params() == SOURCE_PARAMS[name]
+    assert "github.com/" in p.source and p.notes
+
+
+def test_seed_recipes_follow_their_code():
     r0, r1, r2, r3, r4 = (M.get_preset(f"seed00{i}").recipe for i in range(5))
-    assert (r0["epochs"], r0["batch_size"]) == (20, 60)
+    assert (r0["optimizer"], r0["lr"], r0["epochs"], r0["batch_size"]) == ("adam", 1e-5, 20, 60)
+    assert (r0["data"]["val_size"], r0["data"]["aug_kind"]) == (10000, "brightness")
     assert (r1["optimizer"], r1["lr"], r1["momentum"], r1["scheduler"], r1["step_size"], r1["gamma"],
-            r1["epochs"]) == ("sgd", 0.01, 0.9, "step", 15, 0.1, 20)
-    assert r1["data"]["augment"] is True
-    assert (r2["batch_size"], r2["epochs"], r2["data"]["subset"]) == (32, 10, 18000)
+            r1["epochs"], r1["batch_size"]) == ("sgd", 0.01, 0.9, "step", 15, 0.1, 20, 256)
+    assert r1["data"]["augment"] is True and r1["data"]["aug_kind"] == "cropzoom"
+    assert (r2["optimizer"], r2["batch_size"], r2["epochs"]) == ("adam", 32, 10)
+    assert "subset" not in r2["data"]
     assert (r3["optimizer"], r3["lr"], r3["momentum"], r3["batch_size"], r3["step_size"], r3["epochs"]) == (
-        "sgd", 0.01, 0.9, 64, 15, 20)
+        "sgd", 0.01, 0.9, 512, 15, 20)
+    for r in (r1, r2, r3):  # the seeds trained on all 60k and validated on the test set
+        assert r["data"]["val_source"] == "test"
     assert (r4["optimizer"], r4["batch_size"], r4["epochs"]) == ("adam", 64, 5)
 
 
@@ -52,14 +60,20 @@ def test_seed001_summary_matches_its_layer_table():
     convs = [r for r in rows if r.type in ("conv", "maxpool")]
     # spatial sizes of the README's table: 26 24 12 12 12 10 5 5 3 1
     assert [r.out_shape[1] for r in convs] == [26, 24, 12, 12, 12, 10, 5, 5, 3, 1]
+    assert [r.out_shape[0] for r in rows if r.type == "conv"] == [16, 24, 16, 20, 25, 19, 29, 10]
     # receptive fields by the standard recurrence (the README's column is this minus one)
     assert [r.rf for r in convs] == [3, 5, 6, 6, 10, 14, 16, 16, 24, 32]
     assert rows[-1].type == "logsoftmax"
 
 
-def test_seed000_has_its_inception_block_and_order():
-    types = [L["type"] for L in M.get_preset("seed000").spec]
-    assert types.index("conv") < types.index("inception") < types.index("maxpool") < types.index("linear")
+def test_seed000_is_the_original_net_and_its_cpu_variant_is_named_as_such():
+    rows = M.summarize(M.get_preset("seed000").spec).rows
+    assert [r.type for r in rows][:2] == ["pixels", "resize"] and rows[1].out_shape == (1, 224, 224)
+    assert next(r for r in rows if r.type == "flatten").out_shape == (32768,)
+    tied = [r for r in rows if "same weights as layer" in r.detail]
+    assert [r.type for r in tied] == ["bn", "conv", "bn"] and all(r.params == 0 for r in tied)
+    cpu = M.get_preset("seed000_cpu")
+    assert "variant" in cpu.title.lower() and cpu.params() < 200_000
 
 
 @pytest.mark.parametrize("spec,needle", [
@@ -78,7 +92,14 @@ def test_seed000_has_its_inception_block_and_order():
     ([{"type": "conv", "out": "16"}], "must be an integer"),
     ([{"type": "dropout", "p": 1.5}], "'p' must be between"),
     ([{"type": "flatten"}, {"type": "linear", "out": 100_000}, {"type": "linear", "out": 1000}], "over the limit"),
-    ([{"type": "conv", "out": 2048, "pad": 1}, {"type": "flatten"}, {"type": "linear", "out": 10}], "limit"),
+    ([{"type": "resize", "size": 512}, {"type": "conv", "out": 64, "pad": 1}, {"type": "gap"}, {"type": "flatten"},
+      {"type": "linear", "out": 10}], "MiB for a batch of 64"),
+    ([{"type": "conv", "out": 8, "tie": 1}, {"type": "conv", "out": 8, "k": 5, "tie": 1}, {"type": "flatten"},
+      {"type": "linear", "out": 10}], "tie=1 shares weights with layer 0, so it needs the same"),
+    ([{"type": "conv", "out": 8, "tie": 1}, {"type": "conv", "out": 8, "tie": 1}, {"type": "flatten"},
+      {"type": "linear", "out": 10}], "takes 1 channels, but this one gets 8"),
+    ([{"type": "conv", "out": 8}, {"type": "pixels", "max": 255}], "must be the first layer"),
+    ([{"type": "flatten"}, {"type": "dropout2d"}], "flat vector"),
     ("conv", "empty"),
 ])
 def test_misfit_specs_raise_a_message_naming_layer_and_shapes(spec, needle):

@@ -54,9 +54,10 @@ def test_no_runs_hint_and_preset_defaults(manager):
     at.selectbox(key=K + "preset").set_value("seed002").run()
     assert at.number_input(key=K + "lr").value == pytest.approx(1e-3)
     assert at.number_input(key=K + "batch_size").value == 32
-    assert at.number_input(key=K + "subset").value == 18000
+    assert at.number_input(key=K + "subset").value == 0  # the notebook trains on all 60k
+    assert at.selectbox(key=K + "val_source").value == "test"  # and reports the test set as validation
     assert at.selectbox(key=K + "optimizer").value == "adam"
-    assert any("18k-image subset" in m.value for m in at.markdown)  # description
+    assert any("raw 0–255 pixels" in m.value for m in at.markdown)  # description
     assert any("Reported" in m.value for m in at.markdown)
     assert not at.exception
 

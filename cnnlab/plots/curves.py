@@ -113,9 +113,20 @@ def series_figure(
     acc: Sequence[float] | None = None,
     acc_smooth: Sequence[float] | None = None,
     uirevision: str | None = None,
+    val_name: str = "val",
+    reference: tuple[str, Sequence[float], Sequence[float]] | None = None,
 ) -> go.Figure:
-    """The training figure from step columns (what a per-session curve cache holds)."""
+    """The training figure from step columns (what a per-session curve cache holds).
+
+    `val_name` labels the validation curves ("val (test set)" when a run validates on the test set, as the
+    seeds did); `reference` = (label, steps, val_acc) draws another run's validation accuracy faintly.
+    """
     traces: list[go.Scatter] = []
+    if reference is not None and len(reference[1]):
+        label, rx, ry = reference
+        traces.append(go.Scatter(x=list(rx), y=list(ry), mode="lines+markers", name=label,
+                                 line=dict(color=VAL, width=2, dash="dot"), marker=dict(size=4),
+                                 opacity=0.35, xaxis="x2", yaxis="y2", hoverinfo="skip"))
     if len(steps):
         x, y = downsample(steps, loss, max_points)
         traces.append(go.Scatter(x=x, y=y, mode="lines", name="loss (step)", line=dict(color=RAW, width=1),
@@ -134,8 +145,8 @@ def series_figure(
         ep = [int(r.get("epoch", 0)) for r in epoch_recs]
         hover = [f"epoch {e}" for e in ep]
         for key, name, color, axis in (
-            ("train_loss", "train loss (epoch)", TRAIN, "y"), ("val_loss", "val loss (epoch)", VAL, "y"),
-            ("train_acc", "train acc (epoch)", TRAIN, "y2"), ("val_acc", "val acc (epoch)", VAL, "y2"),
+            ("train_loss", "train loss (epoch)", TRAIN, "y"), ("val_loss", f"{val_name} loss (epoch)", VAL, "y"),
+            ("train_acc", "train acc (epoch)", TRAIN, "y2"), ("val_acc", f"{val_name} acc (epoch)", VAL, "y2"),
         ):
             traces.append(go.Scatter(
                 x=ex, y=_col(epoch_recs, key), mode="lines+markers", name=name, text=hover,

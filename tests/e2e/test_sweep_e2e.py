@@ -1,0 +1,111 @@
+"""Sweep page in a real browser, on a real local Ray (inside the loopback-only namespace).
+
+A user defines a small sweep, sees trials appear and the parallel-coordinates plot fill in, stops one
+trial, stops the sweep, and finds the trials on the Compare page through its sweep filter.
+With CNNLAB_SCREENSHOTS=1 it saves docs/screenshots/sweep.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+
+from tests.sweep_support import require_ray, short_tmp
+
+from .conftest import REPO_ROOT
+from .harness import (
+    _track_runs,
+    click_button,
+    expect_text,
+    fill_number,
+    get_exception_blocks,
+    goto,
+    navigate,
+    screenshot,
+    wait_for_rerun,
+    widget,
+)
+
+
+def _statuses(store) -> dict[str, str]:
+    """run id -> status of the sweep's trials, read from the store the page writes to."""
+    out = {}
+    for cfg_path in store.glob("*/config.json"):
+        cfg = json.loads(cfg_path.read_text())
+        if cfg.get("sweep"):
+            st = json.loads((cfg_path.parent / "status.json").read_text())
+            out[cfg_path.parent.name] = st["status"]
+    return out
+
+
+def _wait(cond, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_define_watch_stop_and_compare_a_sweep(streamlit_server, page, tmp_path):
+    require_ray()
+    store = tmp_path / "checkpoints"
+    ray_tmp = short_tmp("rte-")
+    env = {"CNNLAB_CHECKPOINT_DIR": str(store), "RAY_TMPDIR": str(ray_tmp), "RAY_USAGE_STATS_ENABLED": "0",
+           "CNNLAB_DATA_DIR": os.environ.get("CNNLAB_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data"))}
+    try:
+        server = streamlit_server(REPO_ROOT / "app.py", env=env)
+        goto(page, f"{server.url}/sweep")
+        expect_text(page, "Sweeps")
+        # a bad space is refused on the page, naming the field, and starts nothing
+        space = widget(page, "stTextArea", "Search space (one FIELD=SPEC a line)").locator("textarea")
+        space.fill("lr=loguniform:0.01:0.001")
+        space.press("Control+Enter")
+        click_button(page, "Start sweep")
+        expect_text(page, re.compile(r"lr: LO 0.01 is greater than HI 0.001"))
+        assert not (store / "_sweeps").exists()
+        # a real one: 3 trials of long enough runs to stop one mid-way
+        space.fill("lr=loguniform:0.0003:0.01")
+        space.press("Control+Enter")
+        fill_number(page, "Trials", 3)
+        fill_number(page, "Epochs", 40)
+        fill_number(page, "Training subset (0 = all)", 1000)
+        click_button(page, "Start sweep")
+        # trials appear and the parallel-coordinates plot fills in (a line once a trial has an epoch)
+        expect_text(page, re.compile(r"Hyperparameters → validation accuracy \([1-9]\d* trials?\)"), timeout=300_000)
+        expect_text(page, "Best val acc", timeout=30_000)
+        assert page.locator('[data-testid="stPlotlyChart"] .parcoords').count() >= 1
+        running = _wait(lambda: [r for r, s in _statuses(store).items() if s == "running"], 120, "a running trial")
+        # stop one trial: the default choice of "Trial to stop" is the first running one
+        widget(page, "stSelectbox", "Trial to stop")
+        click_button(page, "Stop trial")
+        stopped = _wait(lambda: [r for r, s in _statuses(store).items() if s == "stopped"], 120, "a stopped trial")
+        assert set(stopped) <= set(running) | set(_statuses(store))
+        if os.environ.get("CNNLAB_SCREENSHOTS") == "1":
+            page.set_viewport_size({"width": 1400, "height": 1600})
+            time.sleep(3)
+            screenshot(page, REPO_ROOT / "docs" / "screenshots" / "sweep.png")
+        # stop the sweep: every trial ends, the sweep says stopped
+        click_button(page, "Stop sweep")
+        expect_text(page, re.compile(r"status stopped"), timeout=180_000)
+        statuses = _statuses(store)
+        assert statuses and all(s in ("done", "stopped") for s in statuses.values()), statuses
+        sweep_id = json.loads(next((store / "_sweeps").glob("*/sweep.json")).read_text())["id"]
+        # the trials are runs: the Compare page lists them and filters by the sweep
+        navigate(page, server, "Compare")
+        expect_text(page, "Compare runs")
+        box = widget(page, "stMultiSelect", "Sweep")
+        runs = _track_runs(page)
+        box.get_by_role("combobox").click()
+        page.get_by_role("option").filter(has_text=sweep_id).first.click()
+        wait_for_rerun(page, runs)
+        page.keyboard.press("Escape")
+        expect_text(page, f"{len(statuses)} of {len(statuses)} runs shown", timeout=20_000)
+        assert get_exception_blocks(page) == []
+        assert page.errors == []
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)

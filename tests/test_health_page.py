@@ -1,0 +1,55 @@
+"""Layer health on the Train page (AppTest): a saved run with all-dead ReLUs is flagged in words and
+drawn as a layer x time heatmap; the quantity selector switches the heatmap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from streamlit.testing.v1 import AppTest
+
+from cnnlab.health import with_health
+from cnnlab.models import build_model
+from cnnlab.recorder import RunRecorder, create_run
+from test_health import NET
+from test_jobs import cfg
+
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "train.py")
+K = "train_"
+
+
+def _dead_run(store, mnist) -> str:
+    """A real saved run whose first ReLU never fires (conv bias -100), recorded like the app records."""
+    from cnnlab.engine import Trainer
+
+    model = build_model(NET, seed=0)
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)
+    c = cfg(epochs=1)
+    run = create_run(store, "custom", NET, c, name="dead relus", source="cli")
+    Trainer(NET, c, mnist, sink=with_health(RunRecorder(run), every=4), init_weights=model.state_dict()).run()
+    return run.id
+
+
+def _heatmaps(at: AppTest) -> list[dict]:
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return [f for f in figs if any(t.get("type") == "heatmap" for t in f["data"])]
+
+
+def test_saved_run_shows_layer_health_flags_and_heatmap(manager, mnist):
+    rid = _dead_run(manager.store, mnist)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = rid
+    at.run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert any("Layer health: 1_relu: all its ReLUs are dead" in e for e in errors), errors
+    assert at.selectbox(key=K + "health_q").value == "update_ratio"
+    heat = _heatmaps(at)
+    assert len(heat) == 1 and heat[0]["data"][0]["y"] == ["0_conv", "4_linear", "6_linear"]
+    at.selectbox(key=K + "health_q").set_value("dead_frac").run()
+    assert not at.exception, at.exception
+    heat = _heatmaps(at)
+    assert heat[0]["data"][0]["y"] == ["1_relu", "5_relu"]
+    assert "dead ReLU fraction" in json.dumps(heat[0]["data"][0]["colorbar"])
