@@ -301,9 +301,11 @@ INPUT_STD = {std!r}
     cls = ["", "", "class Net(nn.Module):", "    def __init__(self) -> None:", "        super().__init__()"]
     cls += [f"        {line}" for line in init] or ["        pass"]
     cls += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
-    width = max(len(line) for line, _ in fwd)
+    split = [(*line.split("  # ", 1), "")[:2] + (shape,) for line, shape in fwd]  # (code, note, shape)
+    width = max(len(code) for code, _, shape in split if shape)
     cls += [f"        # x: [N, {', '.join(map(str, IN_SHAPE))}] normalized pixels; comments: output shape per image"]
-    cls += [f"        {line:<{width}}  # {shape}" if shape else f"        {line}" for line, shape in fwd]
+    cls += [f"        {code:<{width}}  # {shape}" + (f" · {note}" if note else "") if shape
+            else f"        {code}" + (f"  # {note}" if note else "") for code, note, shape in split]
     cls += ["        return x", ""]
     return Generated(head + body + "\n".join(cls), key_map, log_probs)
 

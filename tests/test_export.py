@@ -26,9 +26,13 @@ from cnnlab.runs import RunStore
 
 # every layer type the code generator knows, in one small net
 ALL_TYPES = [
-    {"type": "conv", "out": 8, "k": 3, "pad": 1, "bias": False}, {"type": "bn"}, {"type": "relu"},
+    {"type": "pixels", "max": 255.0}, {"type": "pad", "l": 1, "r": 1, "t": 1, "b": 1}, {"type": "resize", "size": 28},
+    {"type": "conv", "out": 8, "k": 3, "pad": 1, "bias": False},
+    {"type": "conv", "out": 8, "k": 3, "pad": 1, "bias": False, "tie": 1}, {"type": "bn", "tie": 2}, {"type": "relu"},
+    {"type": "conv", "out": 8, "k": 3, "pad": 1, "bias": False, "tie": 1}, {"type": "bn", "tie": 2}, {"type": "relu"},
     {"type": "maxpool", "k": 2},
-    {"type": "inception", "b1": 4, "b3r": 4, "b3": 8, "b5r": 2, "b5": 4, "pool": 4}, {"type": "dropout", "p": 0.1},
+    {"type": "inception", "b1": 4, "b3r": 4, "b3": 8, "b5r": 2, "b5": 4, "pool": 4},
+    {"type": "inception_shared", "out": 4}, {"type": "dropout2d", "p": 0.1}, {"type": "dropout", "p": 0.1},
     {"type": "conv", "out": 32, "k": 3, "stride": 2}, {"type": "avgpool", "k": 2, "stride": 1},
     {"type": "relu"}, {"type": "gap"}, {"type": "flatten"}, {"type": "linear", "out": 10},
     {"type": "logsoftmax"},
@@ -72,7 +76,7 @@ def _pngs(folder: Path, images: torch.Tensor) -> list[str]:
 def test_every_layer_type_has_a_code_emitter() -> None:
     missing = set(M.LAYER_TYPES) - set(E.EMITTERS)
     assert not missing, f"add emitters for {sorted(missing)} to cnnlab/export.py EMITTERS"
-    assert {L["type"] for L in ALL_TYPES} == set(M.LAYER_TYPES)  # the trained net covers them all
+    assert {L["type"] for L in ALL_TYPES} == set(M.LAYER_TYPES)  # the all-types net covers them all
 
 
 def test_code_export_runs_without_cnnlab_and_predicts_like_the_lab(trained, mnist, tmp_path) -> None:
@@ -132,12 +136,18 @@ def test_generated_code_reads_like_the_spec() -> None:
     source = E.generate_code(ALL_TYPES).source
     for expected in ("self.conv1 = nn.Conv2d(1, 8, 3, padding=1, bias=False)", "self.bn1 = nn.BatchNorm2d(8)",
                      "self.inception1 = Inception(8, b1=4, b3r=4, b3=8, b5r=2, b5=4, pool=4)", "class Inception",
-                     "self.dropout1 = nn.Dropout(0.1)", "self.conv2 = nn.Conv2d(20, 32, 3, stride=2)",
-                     "x = F.avg_pool2d(x, 2, stride=1)", "x = F.adaptive_avg_pool2d(x, 1)",
-                     "x = torch.flatten(x, 1)", "x = F.log_softmax(x, dim=1)", "log-probabilities"):
+                     "self.inception2 = SharedInception(20, 4)", "class SharedInception",
+                     "self.dropout1 = nn.Dropout2d(0.1)", "self.dropout2 = nn.Dropout(0.1)",
+                     "self.conv3 = nn.Conv2d(16, 32, 3, stride=2)", "x = F.avg_pool2d(x, 2, stride=1)",
+                     "x = F.adaptive_avg_pool2d(x, 1)", "x = torch.flatten(x, 1)", "x = F.log_softmax(x, dim=1)",
+                     "log-probabilities", "x = F.pad(x, (1, 1, 1, 1))", "x = F.interpolate(x, size=(28, 28)"):
         assert expected in source, expected
-    shapes = [line.split("# ")[1] for line in source.splitlines() if line.strip().startswith("x = ")]
-    assert shapes[:5] == ["8x28x28", "8x28x28", "8x28x28", "8x14x14", "20x14x14"] and shapes[-1] == "10"
+    forward = [line.strip() for line in source.split("def forward(self, x: torch.Tensor)")[-1].splitlines()
+               if line.strip().startswith("x = ")]
+    shapes = [line.split("# ")[1].split(" ")[0] for line in forward]
+    assert shapes[:4] == ["1x28x28", "1x30x30", "1x28x28", "8x28x28"] and shapes[-1] == "10"
+    assert forward[7].startswith("x = self.conv2(x)") and forward[7].endswith("# 8x28x28 · shared weights")
+    assert source.count("nn.Conv2d(8, 8, 3") == 1  # a tied layer is one module, called twice
 
 
 @pytest.mark.parametrize("preset", [*M.preset_names(), "all_types"])
