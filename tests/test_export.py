@@ -37,6 +37,15 @@ ALL_TYPES = [
     {"type": "relu"}, {"type": "gap"}, {"type": "flatten"}, {"type": "linear", "out": 10},
     {"type": "logsoftmax"},
 ]
+# the layers the seeds' original nets needed (seed 000, 001, 002), tied weights included
+SEED_LAYERS = [
+    {"type": "pixels", "max": 255.0}, {"type": "resize", "size": 32}, {"type": "pad", "l": 1, "r": 2, "t": 1, "b": 2},
+    {"type": "conv", "out": 8, "k": 3, "pad": 1}, {"type": "bn", "tie": 2}, {"type": "relu"},
+    {"type": "conv", "out": 8, "k": 3, "pad": 1, "tie": 3}, {"type": "bn", "tie": 2}, {"type": "relu"},
+    {"type": "conv", "out": 8, "k": 3, "pad": 1, "tie": 3}, {"type": "relu"}, {"type": "maxpool", "k": 2},
+    {"type": "dropout2d", "p": 0.1}, {"type": "inception_shared", "out": 4}, {"type": "gap"}, {"type": "flatten"},
+    {"type": "linear", "out": 10},
+]
 N_IMAGES = 10
 
 
@@ -76,7 +85,7 @@ def _pngs(folder: Path, images: torch.Tensor) -> list[str]:
 def test_every_layer_type_has_a_code_emitter() -> None:
     missing = set(M.LAYER_TYPES) - set(E.EMITTERS)
     assert not missing, f"add emitters for {sorted(missing)} to cnnlab/export.py EMITTERS"
-    assert {L["type"] for L in ALL_TYPES} == set(M.LAYER_TYPES)  # the all-types net covers them all
+    assert {L["type"] for L in ALL_TYPES + SEED_LAYERS} == set(M.LAYER_TYPES)  # the two specs cover them all
 
 
 def test_code_export_runs_without_cnnlab_and_predicts_like_the_lab(trained, mnist, tmp_path) -> None:
@@ -150,9 +159,9 @@ def test_generated_code_reads_like_the_spec() -> None:
     assert source.count("nn.Conv2d(8, 8, 3") == 1  # a tied layer is one module, called twice
 
 
-@pytest.mark.parametrize("preset", [*M.preset_names(), "all_types"])
+@pytest.mark.parametrize("preset", [*M.preset_names(), "all_types", "seed_layers"])
 def test_generated_code_of_every_preset_computes_what_the_lab_model_does(preset, tmp_path) -> None:
-    spec = ALL_TYPES if preset == "all_types" else M.get_preset(preset).spec
+    spec = {"all_types": ALL_TYPES, "seed_layers": SEED_LAYERS}.get(preset) or M.get_preset(preset).spec
     lab = M.build_model(spec, seed=3).eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():  # BatchNorm statistics away from their defaults, so a mix-up would show
