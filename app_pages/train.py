@@ -16,6 +16,8 @@ from cnnlab.plots import why
 from cnnlab.plots.curves import augmentation_preview
 from cnnlab.textsafe import md_text
 
+from cnnlab.plots.lrfind import lr_find_figure
+
 K = "train_"  # widget-key namespace of this page
 manager = ui.get_manager()
 
@@ -37,6 +39,64 @@ st.session_state.setdefault(K + "spec_text", tf.preset_spec_text(st.session_stat
 
 st.title("Train")
 setup, watch_col = st.columns([2, 3], gap="large")
+
+# ----------------------------------------------------------------------------- LR finder
+def _use_lr(lr: float) -> None:
+    st.session_state[K + "lr"] = lr
+    st.session_state[K + "lrf_rerun"] = True  # the fragment then reruns the page so the form shows it
+
+
+def _start_finder(preset: str, custom: bool, text: str, values: dict) -> None:
+    try:
+        label, spec = tf.spec_for_launch(preset, custom, text)
+        st.session_state[K + "lrf_job"] = ui.get_lr_finder().start(spec, tf.build_config(values), label=label)
+        st.session_state[K + "lrf_rerun"] = True  # the page reruns so the section starts polling
+    except ConfigError as exc:
+        st.session_state[K + "lrf_flash"] = tf.field_message(exc)
+    except LabError as exc:
+        st.session_state[K + "lrf_flash"] = str(exc)
+
+
+def lr_finder_section(preset: str, custom: bool, text: str, values: dict, invalid: bool) -> None:
+    """LR range test on a copy of the form's architecture and recipe; "Use this LR" fills the form."""
+    finder = ui.get_lr_finder()
+    job = finder.get(st.session_state.get(K + "lrf_job"))
+    polling = job is not None and not job.done  # poll only while a test runs
+
+    def body() -> None:
+        if st.session_state.pop(K + "lrf_rerun", False) or (
+                polling and job.done and st.session_state.get(K + "lrf_seen") != job.id):
+            st.session_state[K + "lrf_seen"] = job.id if job is not None else None
+            st.rerun(scope="app")  # show the new LR in the form / stop polling
+        with st.expander("Find a learning rate (LR range test)", expanded=job is not None):
+            st.caption(tf.LR_FINDER_HELP)
+            b1, b2 = st.columns(2)
+            b1.button("Run LR range test", key=K + "lrf_start", disabled=invalid or polling,
+                      on_click=_start_finder, args=(preset, custom, text, values))
+            if polling:
+                b2.button("Cancel", key=K + "lrf_cancel", on_click=finder.cancel, args=(job.id,))
+            if K + "lrf_flash" in st.session_state:
+                st.error(st.session_state.pop(K + "lrf_flash"))
+            if job is None:
+                return
+            frac, line = tf.finder_progress(job)
+            st.progress(frac, text=line)
+            res = job.result
+            if job.status == "failed":
+                st.error(f"The range test failed: {job.message}")
+            if res is None or not res.lrs:
+                return
+            st.plotly_chart(lr_find_figure(res.lrs, res.losses, res.smoothed, res.suggestion, res.min_lr,
+                                           res.recipe_lr), key=K + "lrf_chart", config={"displaylogo": False})
+            if res.suggestion is None:
+                st.warning("No suggestion: too few points before the loss exploded.")
+                return
+            st.success(tf.finder_summary(res))
+            use = tf.round_lr(res.suggestion)
+            st.button(f"Use this LR ({use:g})", key=K + "lrf_use", type="primary", on_click=_use_lr, args=(use,))
+
+    st.fragment(body, run_every=1.0 if polling else None)()
+
 
 # ----------------------------------------------------------------------------- setup
 with setup:
@@ -111,6 +171,8 @@ with setup:
     cfg, cfg_err = tf.try_build_config(values)
     if cfg_err:
         st.error(tf.field_message(cfg_err))
+
+    lr_finder_section(preset, custom, text, values, cfg_err is not None or (custom and checked.error is not None))
 
     st.subheader("4 · Launch")
     name = st.text_input("Run name (optional)", key=K + "name", placeholder="e.g. fast, lr 0.1")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,9 +301,11 @@ INPUT_STD = {std!r}
     cls = ["", "", "class Net(nn.Module):", "    def __init__(self) -> None:", "        super().__init__()"]
     cls += [f"        {line}" for line in init] or ["        pass"]
     cls += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
-    width = max(len(line) for line, _ in fwd)
+    split = [(*line.split("  # ", 1), "")[:2] + (shape,) for line, shape in fwd]  # (code, note, shape)
+    width = max(len(code) for code, _, shape in split if shape)
     cls += [f"        # x: [N, {', '.join(map(str, IN_SHAPE))}] normalized pixels; comments: output shape per image"]
-    cls += [f"        {line:<{width}}  # {shape}" if shape else f"        {line}" for line, shape in fwd]
+    cls += [f"        {code:<{width}}  # {shape}" + (f" · {note}" if note else "") if shape
+            else f"        {code}" + (f"  # {note}" if note else "") for code, note, shape in split]
     cls += ["        return x", ""]
     return Generated(head + body + "\n".join(cls), key_map, log_probs)
 
@@ -476,17 +479,18 @@ def _example() -> torch.Tensor:
 def _write_onnx(src: Source, out: Path) -> list[str]:
     model = src.model.to(memory_format=torch.contiguous_format)
     try:
-        torch.onnx.export(model, (_example(),), str(out / "model.onnx"), input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                          dynamo=False, opset_version=17)
+        with warnings.catch_warnings():  # the TorchScript-based exporter (no onnxscript needed) warns it is old
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.onnx.export(model, (_example(),), str(out / "model.onnx"), input_names=["input"],
+                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                              dynamo=False, opset_version=17)
     except Exception as exc:  # an op the exporter lacks
         raise ExportError(f"ONNX export of run '{src.run_id}' failed: {type(exc).__name__}: {exc}") from exc
     return ["model.onnx"]
 
 
 def _write_torchscript(src: Source, out: Path) -> list[str]:
-    import warnings
-
     try:
         with warnings.catch_warnings():  # torch >= 2.9 calls TorchScript deprecated; it still loads everywhere
             warnings.simplefilter("ignore", FutureWarning)

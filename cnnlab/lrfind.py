@@ -113,7 +113,7 @@ def lr_range_test(spec: list[dict], cfg: TrainConfig, mnist: D.Mnist, *, start_l
         lr = lr_at(i, steps, start_lr, end_lr)
         for g in opt.param_groups:
             g["lr"] = lr
-        xb = D.make_batch(x_all, idx, trainer.aug_strength, trainer.gen).to(dev)
+        xb = D.make_batch(x_all, idx, trainer.aug_strength, trainer.gen, cfg.data.aug_kind).to(dev)
         yb = y_all.index_select(0, idx).to(dev)
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)

@@ -601,3 +601,37 @@ def limits_caption() -> str:
     """The size limits of a custom architecture, stated next to the editor."""
     return (f"Limits: at most {models.MAX_PARAMS:,} parameters and {models.MAX_ACT_BYTES // 2**20} MiB of "
             "activations for a batch of 64 images; bigger nets are refused before they are built.")
+
+
+# ----------------------------------------------------------------------------- LR finder
+
+LR_FINDER_HELP = ("Trains a throw-away copy of this architecture and recipe for up to 200 steps while the "
+                  "learning rate grows from 1e-6 to 10, and stops when the loss explodes. Suggested: a tenth of "
+                  "the learning rate at the minimum of the smoothed loss. Saves no run.")
+
+
+def finder_progress(job: Any) -> tuple[float, str]:
+    """Progress fraction and line of an LR finder job."""
+    if job.status == "running":
+        last = job.last or {}
+        where = f" · lr {last['lr']:.1e} · loss {last['smoothed']:.3f}" if last else ""
+        return job.progress, f"step {job.step}/{job.steps}{where}"
+    res = job.result
+    n = len(res.lrs) if res is not None else job.step
+    why = {"exploded": "stopped: the loss exploded", "end": "reached lr 10", "cancelled": "cancelled"}
+    reason = why.get(res.stop_reason, res.stop_reason) if res is not None else job.status
+    took = f" in {res.wall_s:.1f} s" if res is not None else ""
+    return (1.0 if job.status == "done" else job.progress), f"{n} steps{took} · {reason}"
+
+
+def finder_summary(res: Any) -> str:
+    """The suggestion as a sentence."""
+    recipe = f"; the recipe uses {res.recipe_lr:g}" if res.recipe_lr else ""
+    return (f"Suggested learning rate **{res.suggestion:.3g}** (a tenth of {res.min_lr:.3g}, where the smoothed "
+            f"loss is lowest{recipe}).")
+
+
+def round_lr(lr: float) -> float:
+    """An LR to 2 significant digits (what a person would type)."""
+    return float(f"{lr:.2g}")
+

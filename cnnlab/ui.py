@@ -36,6 +36,16 @@ def get_manager() -> JobManager:
 
 
 @st.cache_resource(show_spinner=False)
+def get_lr_finder():
+    """The process-wide LR finder: range tests in background threads, using the cores training leaves free."""
+    from .jobs import threads_per_job
+    from .lrfind import LRFinder
+
+    manager = get_manager()
+    return LRFinder(threads=lambda: threads_per_job(1 + sum(j.status == "running" for j in manager.jobs())))
+
+
+@st.cache_resource(show_spinner=False)
 def get_sweep_launcher() -> "SweepLauncher":
     """The process-wide sweep launcher (sweeps run as processes of this server; stopped at exit)."""
     from .sweeps.launcher import SweepLauncher

@@ -26,9 +26,13 @@ from cnnlab.runs import RunStore
 
 # every layer type the code generator knows, in one small net
 ALL_TYPES = [
-    {"type": "conv", "out": 8, "k": 3, "pad": 1, "bias": False}, {"type": "bn"}, {"type": "relu"},
+    {"type": "pixels", "max": 255.0}, {"type": "pad", "l": 1, "r": 1, "t": 1, "b": 1}, {"type": "resize", "size": 28},
+    {"type": "conv", "out": 8, "k": 3, "pad": 1, "bias": False},
+    {"type": "conv", "out": 8, "k": 3, "pad": 1, "bias": False, "tie": 1}, {"type": "bn", "tie": 2}, {"type": "relu"},
+    {"type": "conv", "out": 8, "k": 3, "pad": 1, "bias": False, "tie": 1}, {"type": "bn", "tie": 2}, {"type": "relu"},
     {"type": "maxpool", "k": 2},
-    {"type": "inception", "b1": 4, "b3r": 4, "b3": 8, "b5r": 2, "b5": 4, "pool": 4}, {"type": "dropout", "p": 0.1},
+    {"type": "inception", "b1": 4, "b3r": 4, "b3": 8, "b5r": 2, "b5": 4, "pool": 4},
+    {"type": "inception_shared", "out": 4}, {"type": "dropout2d", "p": 0.1}, {"type": "dropout", "p": 0.1},
     {"type": "conv", "out": 32, "k": 3, "stride": 2}, {"type": "avgpool", "k": 2, "stride": 1},
     {"type": "relu"}, {"type": "gap"}, {"type": "flatten"}, {"type": "linear", "out": 10},
     {"type": "logsoftmax"},
@@ -141,12 +145,18 @@ def test_generated_code_reads_like_the_spec() -> None:
     source = E.generate_code(ALL_TYPES).source
     for expected in ("self.conv1 = nn.Conv2d(1, 8, 3, padding=1, bias=False)", "self.bn1 = nn.BatchNorm2d(8)",
                      "self.inception1 = Inception(8, b1=4, b3r=4, b3=8, b5r=2, b5=4, pool=4)", "class Inception",
-                     "self.dropout1 = nn.Dropout(0.1)", "self.conv2 = nn.Conv2d(20, 32, 3, stride=2)",
-                     "x = F.avg_pool2d(x, 2, stride=1)", "x = F.adaptive_avg_pool2d(x, 1)",
-                     "x = torch.flatten(x, 1)", "x = F.log_softmax(x, dim=1)", "log-probabilities"):
+                     "self.inception2 = SharedInception(20, 4)", "class SharedInception",
+                     "self.dropout1 = nn.Dropout2d(0.1)", "self.dropout2 = nn.Dropout(0.1)",
+                     "self.conv3 = nn.Conv2d(16, 32, 3, stride=2)", "x = F.avg_pool2d(x, 2, stride=1)",
+                     "x = F.adaptive_avg_pool2d(x, 1)", "x = torch.flatten(x, 1)", "x = F.log_softmax(x, dim=1)",
+                     "log-probabilities", "x = F.pad(x, (1, 1, 1, 1))", "x = F.interpolate(x, size=(28, 28)"):
         assert expected in source, expected
-    shapes = [line.split("# ")[1] for line in source.splitlines() if line.strip().startswith("x = ")]
-    assert shapes[:5] == ["8x28x28", "8x28x28", "8x28x28", "8x14x14", "20x14x14"] and shapes[-1] == "10"
+    forward = [line.strip() for line in source.split("def forward(self, x: torch.Tensor)")[-1].splitlines()
+               if line.strip().startswith("x = ")]
+    shapes = [line.split("# ")[1].split(" ")[0] for line in forward]
+    assert shapes[:4] == ["1x28x28", "1x30x30", "1x28x28", "8x28x28"] and shapes[-1] == "10"
+    assert forward[7].startswith("x = self.conv2(x)") and forward[7].endswith("# 8x28x28 · shared weights")
+    assert source.count("nn.Conv2d(8, 8, 3") == 1  # a tied layer is one module, called twice
 
 
 @pytest.mark.parametrize("preset", [*M.preset_names(), "all_types", "seed_layers"])
@@ -199,3 +209,25 @@ def test_zip_cli_and_errors(trained, tmp_path, monkeypatch, capsys) -> None:
     assert E.run_code_problem(store, empty.id).startswith("no saved weights")
     assert E.run_code_problem(store, rid) is None
     assert not (tmp_path / "e").exists() or not any((tmp_path / "e").iterdir())
+
+
+def test_compare_page_offers_the_model_as_code(manager, tmp_path) -> None:
+    """The Compare page's export row has a code-zip button, enabled for a run with weights and off without."""
+    from streamlit.testing.v1 import AppTest
+
+    from test_jobs import TINY, cfg
+
+    store = manager.store
+    with_weights = manager.submit("tiny", TINY, cfg(epochs=1), name="trained")
+    assert manager.wait(with_weights, timeout=300).status == "done"
+    bare = create_run(store, "tiny", TINY, cfg(), name="no weights yet").id
+    page = str(Path(__file__).resolve().parents[1] / "app_pages" / "compare.py")
+    at = AppTest.from_file(page, default_timeout=120)
+    at.run()
+    for rid, enabled in ((with_weights, True), (bare, False)):
+        at.selectbox(key="compare_export_run").set_value(rid).run()
+        assert not at.exception, at.exception
+        (button,) = [b for b in at.get("download_button") if b.proto.label == "Model as code (zip)"]
+        assert button.proto.disabled is (not enabled)
+    names = zipfile.ZipFile(io.BytesIO(E.export_zip(store, with_weights))).namelist()
+    assert f"{with_weights}-code/predict.py" in names
