@@ -15,7 +15,7 @@ from cnnlab.plots import why
 from cnnlab.runs import ACTIVE
 from cnnlab.modelsource import ModelRef, ModelSource
 from cnnlab.textsafe import md_text
-from cnnlab.ui import get_manager, show_error, test_map_view
+from cnnlab.ui import get_manager, pick_one, show_error, test_map_view
 
 K = "compare_"  # widget-key namespace of this page
 SEL = K + "selected"  # the selected run ids (the multiselect's key; the table's ticks feed it)
@@ -34,6 +34,9 @@ infos = manager.list_runs()
 by_id = {i.id: i for i in infos}
 names = {i.id: i.name for i in infos}
 ss[SEL] = [rid for rid in ss.get(SEL, []) if rid in by_id]  # deleted runs drop out
+if not ss.get(K + "url_seen") and st.query_params.get("run") in by_id and not ss[SEL]:
+    ss[SEL] = [st.query_params["run"]]  # a link to a run (?run=ID) opens with it selected
+ss[K + "url_seen"] = True
 ss.setdefault(K + "table_gen", 0)
 ss[K + "seen"] = C.listing_signature(infos)  # the fragment reruns the page when this changes
 
@@ -54,10 +57,10 @@ def pick(title: str, key: str, options: list[str], default: int = 0) -> str | No
     if not options:
         return None
     auto = options[min(default, len(options) - 1)]
-    if ss.get(key) not in options or ss.get(key) == ss.get(key + "_auto"):  # not chosen by hand
-        ss[key] = auto
+    if ss.get(key + "__id") == ss.get(key + "_auto"):  # not chosen by hand: follow the selection
+        ss.pop(key + "__id", None)
     ss[key + "_auto"] = auto
-    return st.selectbox(title, options, key=key, format_func=label)
+    return pick_one(title, options, key, label, default=auto)  # sticks to the run id across renames
 
 
 def flash(kind: str, text: str) -> None:

@@ -13,13 +13,15 @@ from cnnlab import inference as inf
 from cnnlab import settings
 from cnnlab.data import load_mnist
 from cnnlab.errors import LabError
-from cnnlab.modelsource import NO_RUNS_HINT, LoadedModel, ModelRef, ModelSource
+from cnnlab.modelsource import NO_RUNS_HINT, LoadedModel, ModelRef, ModelSource, RunChoice, default_choice
 from cnnlab.plots import probe, why
 from cnnlab.textsafe import md_text
+from cnnlab.ui import pick_one
 
 K = "draw_"  # widget-key namespace of this page
 VIEWS = ["Inside the model", "Compare two models", "Robustness", "Across epochs", "Test-set map"]
 SALIENCY = {"Saliency": "saliency", "Grad-CAM": "gradcam", "Integrated gradients": "integrated_gradients"}
+CANVAS_BOX_W = 300  # px: the 280 px canvas plus its border
 EMPTY_PROMPT = "Draw a digit in the black box (white ink, like MNIST) to see what the model predicts."
 
 
@@ -43,14 +45,21 @@ def _source(root: str) -> ModelSource:
     return ModelSource(RunStore(), manager)
 
 
-def _pick(refs: list[ModelRef], label: str, key: str, default: int = 0) -> ModelRef:
-    by_key = {r.key: r for r in refs}
-    keys = list(by_key)
-    if st.session_state.get(key) not in by_key:
-        st.session_state.pop(key, None)  # a run was deleted or a job ended: fall back
-    choice = st.selectbox(label, keys, index=min(default, len(keys) - 1),
-                          format_func=lambda k: by_key[k].label, key=key)
-    return by_key[choice]
+WEIGHTS = {"best": "best epoch", "last": "last epoch", "live": "live (training now)"}
+
+
+def _pick(runs: list[RunChoice], label: str, key: str, default: RunChoice) -> ModelRef:
+    """A run picker (name · preset · accuracy) and, beside it, which of its weights: best / last / live."""
+    by_id = {c.run_id: c for c in runs}
+    c1, c2 = st.columns([3, 2])
+    with c1:  # labels carry accuracies that grow while a run trains: the choice follows the id
+        rid = pick_one(label, list(by_id), key, lambda i: by_id[i].label, default=default.run_id)
+    run = by_id[rid]
+    which = list(run.refs)
+    which.sort(key=lambda w: ("best", "live", "last").index(w))
+    with c2:
+        w = pick_one("Weights", which, key + "_weights", WEIGHTS.__getitem__, default=which[0])
+    return run.refs[w]
 
 
 def _load(src: ModelSource, ref: ModelRef, refresh: bool = False) -> LoadedModel | None:
@@ -129,7 +138,7 @@ def _layer_maps(a: inf.Analysis, key: str) -> None:
         return
     names = [f"{i + 1}. {lm.name} — {lm.maps.shape[0]}×{lm.maps.shape[1]}×{lm.maps.shape[2]}"
              for i, lm in enumerate(a.layers)]
-    i = st.selectbox("Conv layer", range(len(names)), format_func=names.__getitem__, key=key)
+    i = pick_one("Conv layer", list(range(len(names))), key, names.__getitem__)  # labels follow the model
     lm = a.layers[i]
     st.plotly_chart(probe.feature_map_mosaic(lm.maps, f"{lm.name} ({lm.stage})"), key=key + "_fig")
 
@@ -161,9 +170,9 @@ def _inside(loaded: LoadedModel, a: inf.Analysis) -> None:
             st.info(md_text(exc))
 
 
-def _compare(src: ModelSource, refs: list[ModelRef], loaded: LoadedModel, a: inf.Analysis) -> None:
-    default = next((i for i, r in enumerate(refs) if r.key != loaded.ref.key), 0)
-    other = _load(src, _pick(refs, "Second model", K + "model_b", default))
+def _compare(src: ModelSource, runs: list[RunChoice], loaded: LoadedModel, a: inf.Analysis) -> None:
+    default = next((c for c in runs if c.run_id != loaded.ref.run_id), runs[0])
+    other = _load(src, _pick(runs, "Second model", K + "model_b", default))
     if other is None:
         return
     b = inf.analyze_image(other.model, a.pre.image)
@@ -228,16 +237,16 @@ def workbench() -> None:
     """The whole page body: a stroke or a widget change reruns only this."""
     src = _source(str(settings.checkpoint_dir()))
     try:
-        refs = src.choices()
+        runs = src.run_choices()
     except LabError as exc:
         st.error(md_text(exc))
         return
-    if not refs:
+    if not runs:
         st.info(NO_RUNS_HINT)
         return
     top = st.columns([3, 1])
-    with top[0]:
-        ref = _pick(refs, "Model", K + "model")
+    with top[0]:  # a ?run= link picks its run; else the best finished run
+        ref = _pick(runs, "Model", K + "model", default_choice(runs, st.query_params.get("run")))
     refresh = False
     if ref.which == "live":
         refresh = top[1].button("Refresh weights", key=K + "refresh", help="Copy the job's current weights")
@@ -247,20 +256,22 @@ def workbench() -> None:
     if ref.which == "live":
         top[1].caption(f"weights copied {loaded.age_s:.0f} s ago")
     with inf.limit_threads(1):  # one image: more threads only contend with training jobs
-        body(src, refs, loaded)
+        body(src, runs, loaded)
 
 
-def body(src: ModelSource, refs: list[ModelRef], loaded: LoadedModel) -> None:
+def body(src: ModelSource, runs: list[RunChoice], loaded: LoadedModel) -> None:
     t0 = time.perf_counter()
     source = st.radio("Input", ["Draw", "Test-set image"], horizontal=True, key=K + "source")
-    left, mid, right = st.columns([1.1, 1, 1.4])
-    with left:
+    # A wrapping row of fixed-width boxes, not st.columns: the 280 px canvas and its toolbar stay whole
+    # at any width (a third of a 1024 px page's main area is ~170 px); narrow pages stack the boxes.
+    row = st.container(horizontal=True, gap="medium")
+    with row.container(width=CANVAS_BOX_W):
         a = _canvas_input(loaded) if source == "Draw" else _test_input(src, loaded)
     if a is None:
         return
-    with mid:
+    with row.container(width=240):
         st.plotly_chart(probe.image_heatmap(a.pre.image, "what the model sees (28×28)"), key=K + "input28")
-    with right:
+    with row.container(width=320):
         if a.prediction is None:
             st.info(EMPTY_PROMPT)
             return
@@ -274,7 +285,7 @@ def body(src: ModelSource, refs: list[ModelRef], loaded: LoadedModel) -> None:
         if view == VIEWS[0]:
             _inside(loaded, a)
         elif view == VIEWS[1]:
-            _compare(src, refs, loaded, a)
+            _compare(src, runs, loaded, a)
         elif view == VIEWS[2]:
             _robustness(loaded, a)
         elif view == VIEWS[3]:

@@ -7,7 +7,7 @@ selected run about once a second; it reads only new records (a per-session curve
 
 import streamlit as st
 
-from cnnlab import data, health
+from cnnlab import data, datacheck, health
 from cnnlab import trainform as tf
 from cnnlab import ui
 from cnnlab.errors import ConfigError, DataMissingError, LabError, SpecError
@@ -175,8 +175,14 @@ with setup:
     lr_finder_section(preset, custom, text, values, cfg_err is not None or (custom and checked.error is not None))
 
     st.subheader("4 · Launch")
+    launched = st.session_state.pop(K + "launched", None)
+    if launched:
+        st.session_state[K + "name"] = ""  # a launched run took the name; the next one needs its own
+        st.toast(f"Launched {launched}")
     name = st.text_input("Run name (optional)", key=K + "name", placeholder="e.g. fast, lr 0.1")
-    if st.button("Launch", key=K + "launch", type="primary"):
+    data_ok = datacheck.check().ready
+    if st.button("Launch", key=K + "launch", type="primary", disabled=not data_ok,
+                 help=None if data_ok else "MNIST is not there yet: see the panel at the top of the page."):
         if cfg_err or (custom and checked.error):
             st.error("Not launched: fix the value marked above first.")
         else:
@@ -188,8 +194,9 @@ with setup:
                 ui.show_error(exc)
             else:
                 st.session_state[K + "run"] = rid
+                st.session_state[K + "launched"] = rid
                 st.query_params["run"] = rid
-                st.toast(f"Launched {rid}")
+                st.rerun()  # clears the name box (it cannot change after it was drawn in this run)
 
 
 # ----------------------------------------------------------------------------- watch
@@ -199,8 +206,12 @@ def _select_run() -> None:
 
 def _rename(rid: str) -> None:
     rename = getattr(manager, "rename", None) or manager.store.rename
+    new = st.session_state[K + f"rename_{rid}"]
+    if not (new or "").strip():  # never let an empty box (e.g. a widget's default) wipe a name
+        st.session_state[K + "flash"] = "A run needs a name: its name was kept."
+        return
     try:
-        stored = rename(rid, st.session_state[K + f"rename_{rid}"])
+        stored = rename(rid, new)
         st.session_state.setdefault(K + "names", {})[rid] = stored  # job views keep the launch name
     except LabError as exc:
         st.session_state[K + "flash"] = str(exc)
@@ -229,33 +240,45 @@ def _controls(v) -> None:
 
 
 def _live_panel(v) -> None:
-    """Live-tweak form: each applied change is a `set` event, marked on the curves."""
+    """Live-tweak form: each applied change is a `set` event, marked on the curves.
+
+    The fields start at the job's current values (passed as the widgets' values: a value put into
+    session state came back as 0 when the browser redrew the form), and a field's key carries the
+    value it was drawn with, so a change applied here or in another tab redraws it with the new one.
+    Apply sends only the fields the user changed.
+    """
     live = v.live_values() or {}
     labels = {"lr": "Live learning rate", "momentum": "Live momentum", "weight_decay": "Live weight decay",
               "aug_strength": "Live augmentation strength", "epochs": "Live epochs"}
+    keys = {f: K + f"live_{v.id}_{f}_{live.get(f)!r}" for f in labels if live.get(f) is not None}
     with st.form(K + "live_form", border=True):
         st.markdown("**Live tweak** — applies to the running job at its next step")
-        cols = st.columns(5)
-        for col, (f, label) in zip(cols, labels.items()):
-            key = K + f"live_{v.id}_{f}"
+        cols = st.columns(max(1, len(keys)))
+        for col, (f, key) in zip(cols, keys.items()):
             if f == "epochs":  # more extend the run, fewer end it after the epoch in progress
-                st.session_state.setdefault(key, int(live.get(f) or v.epochs or 1))
-                col.number_input(label, key=key, min_value=1, step=1, help=tf.LIVE_EPOCHS_HELP)
+                col.number_input(labels[f], value=int(live[f]), key=key, min_value=1, step=1,
+                                 help=tf.LIVE_EPOCHS_HELP)
                 continue
-            st.session_state.setdefault(key, float(live.get(f, 0.0)))
-            col.number_input(label, key=key, format="%g", step=0.001 if f == "lr" else 0.01)
+            col.number_input(labels[f], value=float(live[f]), key=key, format="%g",
+                             step=0.001 if f == "lr" else 0.01)
         applied = st.form_submit_button("Apply", disabled=not tf.is_active(v.status))
-    if applied:
-        wanted = {f: st.session_state[K + f"live_{v.id}_{f}"] for f in labels}
-        try:
-            changes = tf.live_changes(live, wanted)
-            if changes:
+    err_key = K + f"live_error_{v.id}"
+    wanted = {f: st.session_state.get(key) for f, key in keys.items()}
+    try:  # form values reach session state only on Apply: invalid ones stay until a valid Apply
+        changes = tf.live_changes(live, wanted)  # only what differs from what the form showed
+        tf.check_live(changes)
+    except ConfigError as exc:
+        st.session_state[err_key] = tf.field_message(exc)
+    else:
+        st.session_state.pop(err_key, None)
+        if applied and changes:
+            try:
                 manager.set_live(v.id, **changes)
                 st.toast("Applied: " + ", ".join(f"{k}={x:g}" for k, x in changes.items()))
-        except ConfigError as exc:
-            st.error(tf.field_message(exc))
-        except LabError as exc:
-            ui.show_error(exc)
+            except LabError as exc:
+                ui.show_error(exc)
+    if err_key in st.session_state:  # stays until the value is corrected, not just for one poll
+        st.error(st.session_state[err_key])
 
 
 @st.fragment(run_every=1.0)
@@ -291,8 +314,7 @@ def watch() -> None:
                                                       "raise this to start a queued job now.")
     v = by_id[rid]
 
-    st.session_state.setdefault(K + f"rename_{rid}", names[rid])
-    st.text_input("Run name", key=K + f"rename_{rid}", on_change=_rename, args=(rid,))
+    st.text_input("Run name", value=names[rid], key=K + f"rename_{rid}", on_change=_rename, args=(rid,))
     if K + "flash" in st.session_state:
         st.warning(md_text(st.session_state.pop(K + "flash")))
     level, line = tf.status_line(v)
@@ -410,9 +432,8 @@ def saved_panel() -> None:
     if len(infos) > len(shown):
         st.caption(f"{len(infos) - len(shown)} older runs not shown here; the Compare page lists them all.")
     by_id = {r.id: r for r in shown}
-    if st.session_state.get(K + "saved") not in by_id:
-        st.session_state[K + "saved"] = shown[tf.default_saved(shown)].id
-    rid = st.selectbox("Saved run", list(by_id), key=K + "saved", format_func=lambda i: tf.saved_label(by_id[i]))
+    rid = ui.pick_one("Saved run", list(by_id), K + "saved", lambda i: tf.saved_label(by_id[i]),
+                      default=shown[tf.default_saved(shown)].id)  # labels change with status and renames
     info = by_id[rid]
     level, line = tf.saved_status_line(info)
     getattr(st, level)(md_text(line))

@@ -54,6 +54,15 @@ def _raw_present(root: Path) -> bool:
     return all((raw / n).is_file() or (raw / f"{n}.gz").is_file() for n in RAW_FILES)
 
 
+def _remove_if_empty(dirs: list[Path]) -> None:
+    """Remove the folders in `dirs` (innermost first) that are empty."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:  # not empty, or already gone
+            pass
+
+
 def load_mnist(root: str | Path | None = None, download: bool | None = None) -> Mnist:
     """Load MNIST through torchvision from `root` (default: CNNLAB_DATA_DIR), cached per process.
 
@@ -72,11 +81,13 @@ def load_mnist(root: str | Path | None = None, download: bool | None = None) -> 
         if not _raw_present(root):
             if not download:
                 raise DataMissingError(_missing_message(root, "files not found, download disabled"))
+            new_dirs = [d for d in (root / "MNIST" / "raw", root / "MNIST", root) if not d.exists()]
             try:
                 root.mkdir(parents=True, exist_ok=True)
                 MNIST(str(root), train=True, download=True)
                 MNIST(str(root), train=False, download=True)
             except Exception as exc:  # offline, unwritable dir, mirror down...
+                _remove_if_empty(new_dirs)  # a failed download leaves no empty folders behind
                 raise DataMissingError(_missing_message(root, f"download failed: {exc}".strip())) from exc
         try:
             train = MNIST(str(root), train=True, download=False)

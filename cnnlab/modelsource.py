@@ -46,6 +46,38 @@ class ModelRef:
 
 
 @dataclass
+class RunChoice:
+    """One run on the Draw page's model list, with the weights it offers (best / last / live)."""
+
+    run_id: str
+    name: str
+    preset: str | None
+    best_val_acc: float | None
+    status: str
+    refs: dict[str, ModelRef] = field(default_factory=dict)  # which -> ref, in WHICH order of discovery
+    damaged: bool = False
+
+    @property
+    def label(self) -> str:
+        """What the picker shows: name, preset, best validation accuracy, and whether it still trains."""
+        parts = [self.name, self.preset or "custom"]
+        if self.best_val_acc is not None:
+            parts.append(f"val {self.best_val_acc:.1%}")
+        if self.status not in ("done",):
+            parts.append(self.status)
+        return " · ".join(parts) + (" (damaged files)" if self.damaged else "")
+
+
+def default_choice(choices: list[RunChoice], wanted: str | None = None) -> RunChoice:
+    """The run to preselect: `wanted` (a ?run= link) if listed, else the best finished run, else the first."""
+    for c in choices:
+        if c.run_id == wanted:
+            return c
+    done = [c for c in choices if c.status == "done" and c.best_val_acc is not None and "best" in c.refs]
+    return max(done, key=lambda c: c.best_val_acc) if done else choices[0]
+
+
+@dataclass
 class LoadedModel:
     """An eval-mode model ready for inference, with where its weights came from."""
 
@@ -130,7 +162,11 @@ class ModelSource:
 
     def choices(self) -> list[ModelRef]:
         """Every loadable model: running jobs' live weights first, then saved runs' best and last."""
-        refs: list[ModelRef] = []
+        return [r for c in self.run_choices() for r in c.refs.values()]
+
+    def run_choices(self) -> list[RunChoice]:
+        """The loadable models grouped by run (live jobs first, then the store's runs, newest first)."""
+        out: dict[str, RunChoice] = {}
         live = self.live_jobs()
         live_ids = {_job_id(j) for j in live}
         if self.manager is not None and hasattr(self.manager, "live_ids"):
@@ -139,7 +175,8 @@ class ModelSource:
             epoch = getattr(j, "epoch", None)
             where = f", epoch {epoch}" if epoch is not None else ""
             name = getattr(j, "name", None) or _job_id(j)
-            refs.append(ModelRef(_job_id(j), "live", f"{name} — live weights ({j.status}{where})"))
+            c = out.setdefault(_job_id(j), RunChoice(_job_id(j), name, getattr(j, "preset", None), None, j.status))
+            c.refs["live"] = ModelRef(_job_id(j), "live", f"{name} — live weights ({j.status}{where})")
         for info in self.store.list_runs(live_ids=live_ids if self.manager is not None else None):
             if info.error and info.created is None:
                 continue  # config.json unreadable: no architecture to build
@@ -147,12 +184,17 @@ class ModelSource:
             # and the run's other checkpoint may be fine.
             warn = " (damaged files)" if info.error else ""
             acc = f", val {info.best_val_acc:.1%}" if isinstance(info.best_val_acc, (int, float)) else ""
+            c = out.get(info.id) or RunChoice(info.id, info.name, info.preset, None, info.status)
+            c.name, c.preset, c.status, c.damaged = info.name, info.preset, info.status, bool(info.error)
+            c.best_val_acc = info.best_val_acc if isinstance(info.best_val_acc, (int, float)) else None
             if (info.path / "best.pt").is_file():
-                refs.append(ModelRef(info.id, "best", f"{info.name} — best epoch{acc}{warn}"))
+                c.refs["best"] = ModelRef(info.id, "best", f"{info.name} — best epoch{acc}{warn}")
             if (info.path / "last.pt").is_file():
                 done = f" {info.epochs}" if info.epochs is not None else ""
-                refs.append(ModelRef(info.id, "last", f"{info.name} — last epoch{done}{warn}"))
-        return refs
+                c.refs["last"] = ModelRef(info.id, "last", f"{info.name} — last epoch{done}{warn}")
+            if c.refs:
+                out[info.id] = c
+        return list(out.values())
 
     # ---- loading
     def load(self, ref: ModelRef, refresh: bool = False) -> LoadedModel:
@@ -265,4 +307,4 @@ def _num(v: Any, kind: type) -> Any:
         return None
 
 
-__all__ = ["ModelRef", "LoadedModel", "ModelSource", "build_eval_model", "NO_RUNS_HINT", "RunNotFound"]
+__all__ = ["ModelRef", "RunChoice", "default_choice", "LoadedModel", "ModelSource", "build_eval_model", "NO_RUNS_HINT", "RunNotFound"]

@@ -280,6 +280,13 @@ def live_changes(current: dict[str, float], wanted: dict[str, Any]) -> dict[str,
     return out
 
 
+def check_live(changes: dict[str, float]) -> None:
+    """ConfigError naming the first live value out of its range (the engine's own rules); nothing applied."""
+    from .engine import LiveParams
+
+    LiveParams(1.0, 0.0, 0.0, 0.0).set(**changes)
+
+
 # ----------------------------------------------------------------------------- curve cache
 
 @dataclass
@@ -369,11 +376,24 @@ def spec_for_launch(preset: str, custom: bool, text: str) -> tuple[str, list[dic
     return CUSTOM, res.spec
 
 
+def require_data() -> None:
+    """DataMissingError (with where the four files go) unless MNIST is in place: no run is made for it."""
+    from . import datacheck
+    from .data import _missing_message
+    from .errors import DataMissingError
+
+    state = datacheck.check()
+    if not state.ready:
+        raise DataMissingError(_missing_message(state.root, state.error or f"{state.state}: "
+                                                f"{state.files_present} of 4 files found"))
+
+
 def launch(manager: Any, preset: str, custom: bool, text: str, values: dict[str, Any],
            name: str | None = None) -> str:
     """Validate everything, then submit to the job manager; returns the run id. Raises LabError subclasses."""
     label, spec = spec_for_launch(preset, custom, text)
     cfg = build_config(values)
+    require_data()
     name = (name or "").strip() or None
     return manager.submit(label, spec, cfg, name=name)
 

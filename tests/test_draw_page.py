@@ -83,10 +83,13 @@ def test_select_a_run_and_a_test_image_shows_a_prediction(mnist):
     other = save_run(name="older run", seed=1)
     rid = save_run(name="newest run", seed=2)
     at = _app()
-    model = at.selectbox(key=K + "model")
-    assert any(o.startswith("newest run — best epoch") for o in model.options)
-    assert any(o.startswith("older run — last epoch") for o in model.options)
-    model.set_value(f"{other}:last").run()
+    model = at.selectbox(key=K + "model")  # one entry a run (name · preset), its weights beside it
+    assert any(o.startswith("newest run · seed002") for o in model.options)
+    assert any(o.startswith("older run · seed002") for o in model.options)
+    assert len(model.options) == 2
+    model.set_value(other).run()
+    assert at.selectbox(key=K + "model_weights").options == ["best epoch", "last epoch"]
+    at.selectbox(key=K + "model_weights").set_value("last").run()
     at.radio(key=K + "source").set_value("Test-set image").run()
     at.number_input(key=K + "test_idx").set_value(3).run()
     _clean(at)
@@ -108,7 +111,7 @@ def test_every_view_and_attribution_renders():
     save_run(seed=1, name="model a")
     b = save_run("fast", seed=2, name="model b")
     at = _app()
-    at.selectbox(key=K + "model").set_value(f"{b}:best").run()
+    at.selectbox(key=K + "model").set_value(b).run()
     at.radio(key=K + "source").set_value("Test-set image").run()
     charts = len(at.get("plotly_chart"))
     for method in ("Grad-CAM", "Integrated gradients", "Saliency"):
@@ -148,7 +151,7 @@ def test_corrupt_checkpoint_is_a_message_not_a_traceback():
     at = AppTest.from_file(PAGE, default_timeout=90).run()
     assert not at.exception
     assert any("best.pt" in e.value and "Cannot load" in e.value for e in at.error)
-    at.selectbox(key=K + "model").set_value(f"{rid}:last").run()  # the other checkpoint still works
+    at.selectbox(key=K + "model_weights").set_value("last").run()  # the other checkpoint still works
     _clean(at)
 
 

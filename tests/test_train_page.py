@@ -121,7 +121,10 @@ def test_launch_tiny_run_then_pause_resume_stop(manager):
     assert manager.get(rid).step == step_paused
 
     # live tweak while paused: recorded as a set event when the loop resumes
-    at.number_input(key=K + f"live_{rid}_lr").set_value(0.01)
+    # the field's key carries the value it was drawn with (a change elsewhere redraws it)
+    lr_box = next(n for n in at.number_input if (n.key or "").startswith(K + f"live_{rid}_lr_"))
+    assert lr_box.value == manager.get(rid).live_values()["lr"]
+    lr_box.set_value(0.01)
     at.button(key="FormSubmitter:train_live_form-Apply").click().run()
     assert not at.error, _texts(at)
     at.button(key=K + "resume").click().run()
@@ -155,19 +158,23 @@ def test_refresh_reattaches_via_query_param(manager):
     assert len(at.dataframe) >= 1  # the run list shows both
 
 
-def test_data_missing_shown_as_message_with_paths(manager, tmp_path, monkeypatch):
+def test_data_missing_disables_launch_and_makes_no_run(manager, tmp_path, monkeypatch):
+    from cnnlab import trainform as tf
+    from cnnlab.errors import DataMissingError
+
     empty = tmp_path / "no-mnist"
-    empty.mkdir()
     monkeypatch.setenv("CNNLAB_DATA_DIR", str(empty))
     at = _app()
     _tiny(at)
-    at.button(key=K + "launch").click().run()
-    rid = manager.jobs()[0].id
-    _wait(lambda: manager.get(rid).status == "failed", what="failed")
-    at.run()
-    errs = "\n".join(e.value for e in at.error)
-    assert "MNIST is not available" in errs and str(empty / "MNIST" / "raw") in errs
-    assert not at.exception  # a message, not a traceback
+    launch = at.button(key=K + "launch")
+    assert launch.disabled and "MNIST" in launch.help  # the app's panel says where the files go
+    vals = tf.form_defaults("fast")
+    with pytest.raises(DataMissingError) as err:  # the door the page uses refuses too, before any run exists
+        tf.launch(manager, "fast", False, "", vals, name="x")
+    assert str(empty / "MNIST" / "raw") in str(err.value)
+    assert manager.jobs() == [] and manager.list_runs() == []
+    assert not empty.exists()  # nothing written, no folder made
+    assert not at.exception
 
 
 def test_rename_from_the_page(manager):
