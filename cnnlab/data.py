@@ -235,11 +235,17 @@ def make_batch(
     generator: torch.Generator | None = None,
     aug_kind: str = "affine",
 ) -> torch.Tensor:
-    """Gather images by index, augment (optional), normalize: float [B,1,28,28]."""
-    x = mnist_x.index_select(0, idx).float().div_(255.0).unsqueeze(1)
-    if aug_strength > 0:
-        x = augment_batch(x, aug_strength, generator, aug_kind)
-    return x.sub_(MEAN).div_(STD)
+    """Gather images by index, augment (optional), normalize: float [B,1,28,28].
+
+    Runs on one intra-op thread: these ops are small and memory-bound, and on a loaded CPU every
+    parallel op waited for a descheduled sibling thread (benchmarks/bench_seeds.py: 10-100x slower
+    with 2 threads). The values are the same for any thread count (tests/test_data.py).
+    """
+    with settings.limit_threads(1):
+        x = mnist_x.index_select(0, idx).float().div_(255.0).unsqueeze(1)
+        if aug_strength > 0:
+            x = augment_batch(x, aug_strength, generator, aug_kind)
+        return x.sub_(MEAN).div_(STD)
 
 
 def iterate_indices(

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import LabError
+from cnnlab.settings import limit_threads  # noqa: F401  (the pages call inference.limit_threads)
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -576,23 +577,3 @@ def analyze_image(model: nn.Module, img28: np.ndarray) -> Analysis:
     ink = int((img > INK_THRESHOLD).sum())
     pre = Preprocessed(image=img, tensor=normalize(img), empty=ink == 0, ink_pixels=ink, bbox=None)
     return _analyze_preprocessed(model, pre, t0)
-
-
-@contextlib.contextmanager
-def limit_threads(n: int = 1) -> Iterator[None]:
-    """Run the block with at most `n` intra-op threads in the calling thread, then restore.
-
-    A single 28x28 image gains nothing from more threads, and on a small CPU shared with training
-    jobs extra threads only contend. With OpenMP the setting is per thread (a trainer already
-    running keeps its own), but torch also uses the last value as the default for threads created
-    later, hence the restore.
-    """
-    before = torch.get_num_threads()
-    if before <= n:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

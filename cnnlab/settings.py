@@ -1,9 +1,11 @@
-"""Settings read from the environment: data directory, run store, device."""
+"""Settings read from the environment: data directory, run store, device; intra-op threads."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -37,3 +39,24 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError as exc:
         raise ConfigError("device", f"unknown device '{name}'; use auto, cpu, cuda or mps") from exc
+
+
+@contextlib.contextmanager
+def limit_threads(n: int = 1) -> Iterator[None]:
+    """Run the block with at most `n` intra-op threads in the calling thread, then restore.
+
+    A single 28x28 image, or a batch of them, gains little from more threads, and on a small CPU
+    shared with other work extra threads only contend: each parallel op waits for a sibling thread
+    the OS has descheduled (measured on the busy 2-core box: a batch's preparation 10-100x slower). With OpenMP the setting is per thread (a trainer already
+    running keeps its own), but torch also uses the last value as the default for threads created
+    later, hence the restore.
+    """
+    before = torch.get_num_threads()
+    if before <= n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -122,3 +122,22 @@ def test_cropzoom_zooms_one_in_ten_and_brightness_scales_each_image(mnist):
     assert b.max() <= 1.0 and ratio.min() >= 0.49 and ratio.max() <= 1.5 and ratio.std() > 0.1
     with pytest.raises(ConfigError, match="aug_kind"):
         D.DataConfig(aug_kind="mixup").validate()
+
+
+@pytest.mark.parametrize("kind,strength", [("affine", 0.0), ("affine", 1.0), ("cropzoom", 1.0), ("brightness", 1.0)])
+def test_make_batch_on_one_thread_gives_the_multithreaded_values(mnist, kind, strength):
+    """make_batch runs on one intra-op thread (fast on a loaded CPU): same values as on several threads,
+    and the caller's thread count is left as it was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        idx = torch.arange(512) * 7  # 512 x 784 values: big enough for torch to split ops across threads
+        got = D.make_batch(mnist.train_x, idx, strength, torch.Generator().manual_seed(5), kind)
+        assert torch.get_num_threads() == 2
+        x = mnist.train_x.index_select(0, idx).float().div_(255.0).unsqueeze(1)  # make_batch's ops, 2 threads
+        if strength:
+            x = D.augment_batch(x, strength, torch.Generator().manual_seed(5), kind)
+        want = x.sub_(D.MEAN).div_(D.STD)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(got, want)
