@@ -49,7 +49,9 @@ def _use_lr(lr: float) -> None:
 def _start_finder(preset: str, custom: bool, text: str, values: dict) -> None:
     try:
         label, spec = tf.spec_for_launch(preset, custom, text)
-        st.session_state[K + "lrf_job"] = ui.get_lr_finder().start(spec, tf.build_config(values), label=label)
+        steps = int(st.session_state.get(K + "lrf_steps", 200))
+        st.session_state[K + "lrf_job"] = ui.get_lr_finder().start(spec, tf.build_config(values), label=label,
+                                                                   steps=steps)
         st.session_state[K + "lrf_rerun"] = True  # the page reruns so the section starts polling
     except ConfigError as exc:
         st.session_state[K + "lrf_flash"] = tf.field_message(exc)
@@ -70,7 +72,9 @@ def lr_finder_section(preset: str, custom: bool, text: str, values: dict, invali
             st.rerun(scope="app")  # show the new LR in the form / stop polling
         with st.expander("Find a learning rate (LR range test)", expanded=job is not None):
             st.caption(tf.LR_FINDER_HELP)
-            b1, b2 = st.columns(2)
+            b0, b1, b2 = st.columns(3)
+            b0.number_input("Steps", key=K + "lrf_steps", min_value=20, max_value=2000, value=200, step=20,
+                            help="Fewer steps for a heavy net (e.g. seed000 at 224x224: seconds per step on a CPU).")
             b1.button("Run LR range test", key=K + "lrf_start", disabled=invalid or polling,
                       on_click=_start_finder, args=(preset, custom, text, values))
             if polling:

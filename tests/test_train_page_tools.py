@@ -24,11 +24,12 @@ def test_lr_finder_runs_in_the_background_and_fills_the_form(manager) -> None:
     at = _app()
     at.selectbox(key=K + "preset").set_value("seed002_1conv").run()
     _tiny(at, subset=4000, batch=32)
+    at.number_input(key=K + "lrf_steps").set_value(100).run()
     at.button(key=K + "lrf_start").click().run()
     assert not at.exception and not at.error, _texts(at)
     finder = ui.get_lr_finder()
     job = finder.get(at.session_state[K + "lrf_job"])
-    assert job is not None and job.cfg.data.subset == 4000 and job.cfg.batch_size == 32
+    assert job is not None and job.cfg.data.subset == 4000 and job.cfg.batch_size == 32 and job.steps == 100
     at.run()
     if not job.done:  # while it runs: progress and a Cancel button
         assert at.button(key=K + "lrf_cancel")
