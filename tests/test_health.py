@@ -6,11 +6,9 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from cnnlab import health as H
-from cnnlab.data import DataConfig
-from cnnlab.engine import TrainConfig, Trainer
+from cnnlab.engine import Trainer
 from cnnlab.jobs import JobManager
 from cnnlab.models import build_model
 from cnnlab.runs import RunStore
