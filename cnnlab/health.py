@@ -241,6 +241,9 @@ def flags(recs: list[dict]) -> list[Flag]:
             out.append(Flag("warning", name, f"{name}: each step changes the weights by {r:.1%} of their size "
                                              f"(healthy ≈ {HEALTHY_RATIO:.1%}) — a learning rate this high can be "
                                              "unstable"))
+        elif r == 0 and grads and layers.index(name) < len(grads) and grads[layers.index(name)] == 0:
+            out.append(Flag("warning", name, f"{name}: gets no gradient at all, so it does not learn "
+                                             "(dead ReLUs next to it pass no signal: see the dead ReLU fraction)"))
         elif r < RATIO_LOW and not annealed:
             out.append(Flag("warning", name, f"{name}: update/weight ratio {r:.1e} (healthy ≈ {HEALTHY_RATIO:g}) — "
                                              "this layer barely learns; the learning rate may be too low"))

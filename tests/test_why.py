@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from cnnlab import compare as C
 from cnnlab import epochs as EP
