@@ -100,7 +100,7 @@ def test_seed000_is_the_original_net_and_its_cpu_variant_is_named_as_such():
       {"type": "linear", "out": 10}], "takes 1 channels, but this one gets 8"),
     ([{"type": "conv", "out": 8}, {"type": "pixels", "max": 255}], "must be the first layer"),
     ([{"type": "flatten"}, {"type": "dropout2d"}], "flat vector"),
-    ("conv", "empty"),
+    ("conv", "must be a list of layer dicts"),
 ])
 def test_misfit_specs_raise_a_message_naming_layer_and_shapes(spec, needle):
     with pytest.raises(SpecError) as err:

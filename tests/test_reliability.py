@@ -196,7 +196,8 @@ def test_oversized_architectures_are_refused_before_any_memory_is_used():
     t0 = time.perf_counter()
     with pytest.raises(SpecError, match=f"{M.MAX_PARAMS:,}"):
         M.build_model(huge)  # 151M parameters: validated from shapes, never allocated
-    wide = [{"type": "conv", "out": 2048, "k": 1}, {"type": "gap"}, {"type": "flatten"}, {"type": "linear", "out": 10}]
+    wide = [{"type": "resize", "size": 256}, {"type": "conv", "out": 256, "k": 1}, {"type": "gap"}, {"type": "flatten"},
+            {"type": "linear", "out": 10}]  # 4 GiB of activations for a batch of 64
     with pytest.raises(SpecError, match=f"{M.MAX_ACT_BYTES // 2**20} MiB"):
         M.build_model(wide)
     assert time.perf_counter() - t0 < 1.0

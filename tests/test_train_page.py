@@ -269,7 +269,7 @@ def test_fork_from_the_saved_runs_panel(manager):
     # the fork's last epoch must come after the fork point: refused with a message, nothing created
     at.number_input(key=f + "epochs").set_value(1)
     at.button(key=submit).click().run()
-    assert any("**epochs**" in e.value for e in at.error), _texts(at)
+    assert any("epochs" in e.value and "fork epoch" in e.value for e in at.error), _texts(at)
     assert manager.jobs() == [] and len(manager.list_runs()) == 1
     at.number_input(key=f + "epochs").set_value(2)
     at.number_input(key=f + "lr").set_value(5e-4)

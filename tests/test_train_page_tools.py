@@ -55,8 +55,9 @@ def test_live_epochs_field_extends_a_running_job(manager) -> None:
     _wait(lambda: manager.get(rid).status in ("paused", "done"), what="paused")
     assert manager.get(rid).status == "paused"
     at.run()
-    assert at.number_input(key=K + f"live_{rid}_epochs").value == 1
-    at.number_input(key=K + f"live_{rid}_epochs").set_value(2)
+    live_epochs = next(n for n in at.number_input if n.label == "Live epochs")  # its key carries the value shown
+    assert live_epochs.value == 1
+    live_epochs.set_value(2)
     at.button(key="FormSubmitter:train_live_form-Apply").click().run()
     assert not at.error, _texts(at)
     manager.unpause(rid)
