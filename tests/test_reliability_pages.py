@@ -201,11 +201,11 @@ def test_data_dir_under_a_regular_file_is_a_message(manager, tmp_path, monkeypat
     assert not at.exception
     warns = " ".join(w.value for w in at.warning)
     assert "MNIST is not available" in warns
-    # the data panel says where the files go, and Launch waits for them: no failed run is left behind
-    errs = "\n".join(_errors(at))
-    assert "MNIST is not here yet" in errs and str(blocker / "data") in errs
+    # the message says where the files go, and Launch waits for them (app.py adds the data panel on every
+    # page): no failed run is left behind
+    assert str(blocker / "data") in warns
     for name in D.RAW_FILES:
-        assert name in errs
+        assert name in warns
     assert at.button(key=K + "launch").disabled and not manager.jobs()
     assert not at.exception
     assert blocker.read_text() == "x"
