@@ -243,7 +243,7 @@ def exported(mgr, store) -> bytes:
 
 def test_imported_logs_are_bounded_by_what_the_run_can_have_written(store, exported) -> None:
     rid = store.import_zip(exported)  # a real run's logs are well inside the bound
-    assert len(store.get(rid).read_metrics()) == 2 * 16 + 2
+    assert len([r for r in store.get(rid).read_metrics() if r["kind"] in ("step", "epoch")]) == 2 * 16 + 2
     store.delete(rid)
     line = json.dumps({"kind": "step", "step": 1, "epoch": 1, "loss": 2.3, "acc": 0.1, "lr": 0.05, "ips": 1e4,
                        "t": 0.1, "wall": 1.8e9}).encode() + b"\n"
