@@ -146,7 +146,7 @@ def test_fork_uses_last_or_best_when_the_epoch_file_is_corrupt(mgr, store) -> No
     rid = mgr.submit("tiny", TINY, cfg(epochs=2))
     assert mgr.wait(rid, 120).status == "done"
     run = store.get(rid)
-    assert run.saved_epoch("last") == 2
+    assert run.load_checkpoint("last")["epoch"] == 2
     (run.path / "epoch_2.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
     child = mgr.fork(rid, 2, {"epochs": 3})  # last.pt holds epoch 2 as well
     assert mgr.wait(child, 120).status == "done"
