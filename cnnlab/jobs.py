@@ -649,6 +649,7 @@ class JobManager:
                 job.handle.write_status(status="failed", message=message, traceback=tb)
             except Exception:  # noqa: BLE001 - the store itself may be what failed
                 pass
+            job.handle.release_writer()
             job.fail(message, tb)
         finally:
             if job.status not in FINAL:

@@ -113,4 +113,5 @@ class RunRecorder:
         self.run.write_status(status=result.status, message=result.message, traceback=result.traceback,
                               epoch=result.epochs_done, step=result.step, best_val_acc=result.best_val_acc,
                               test_acc=result.test_acc, wall_s=result.wall_s, train_s=result.train_s)
+        self.run.release_writer()  # final status written: the next writer may take over before views say so
         self._fwd("on_end", result, trainer)

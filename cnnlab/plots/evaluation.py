@@ -58,7 +58,8 @@ def overlay_curves(curves: Sequence, metric: str, xaxis: str, height: int = 380)
     fig.update_yaxes(title=metric, type="log" if metric == "learning rate" else None)
     if "accuracy" in metric:
         fig.update_yaxes(tickformat=".1%")
-    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), hovermode="closest")
+    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), hovermode="closest",
+                      showlegend=True)  # a lone run is named too
     return _compact(fig, height)
 
 

@@ -74,10 +74,7 @@ def test_imported_markdown_and_links_are_shown_as_text_on_every_page(streamlit_s
     expect_text(page, "1 of 1 runs shown", timeout=20_000)
     _tick_row(page, 0)  # its curves: the name is the legend entry
     legend = page.locator('[data-testid="stPlotlyChart"] .legendtext')
-    try:
-        legend.first.wait_for(state="attached", timeout=20_000)
-    finally:
-        page.screenshot(path="/tmp/hostile.png", full_page=True)
+    legend.first.wait_for(state="attached", timeout=20_000)
     assert any(IMAGE in t and HTML in t for t in legend.all_text_contents()), legend.all_text_contents()
     expect_text(page, re.compile("Status failed: crashed"), timeout=20_000)
     expect_text(page, MESSAGE)  # the status caption, exactly as stored
