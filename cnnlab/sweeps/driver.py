@@ -18,6 +18,7 @@ Trials that ASHA ends early are recorded "stopped" with `early_stopped: true` an
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 import sys
 import tempfile
@@ -294,6 +295,8 @@ def _fit(defn: SweepDef, sweep_id: str, store: RunStore, sweeps: SweepStore, mni
 
     from .trial import SweepControl, trainable
 
+    # results live in the run store, not in Tune's result files (their loggers are off): no warnings at the end
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     control = SweepControl.remote()
     callback = StoreCallback(defn, sweep_id, store, sweeps, control, log)
     fn = tune.with_parameters(trainable, data=mnist, base={"spec": defn.spec, "recipe": defn.recipe},
