@@ -63,6 +63,13 @@ class _TrialProxy:
         return self.state["model"]
 
 
+class _TrialRef:
+    """A Tune trial as far as `_end_without_final` needs one: its id."""
+
+    def __init__(self, trial_id: str):
+        self.trial_id = trial_id
+
+
 class _Trial:
     def __init__(self, n: int, handle: RunHandle, recorder: RunRecorder, proxy: _TrialProxy, params: dict):
         self.n, self.handle, self.recorder, self.proxy, self.params = n, handle, recorder, proxy, params
@@ -184,6 +191,14 @@ class StoreCallback(tune.Callback):
                 self.user_stopped.add(tid)
                 self.control.stop.remote(tid)
                 self.log(f"stopping trial {self.trials[tid].n} ({run_id})")
+
+    def finish(self) -> None:
+        """After Tune returns: trials it ended without telling us (a stopped sweep) end stopped, resumable."""
+        for tid, t in list(self.trials.items()):
+            if not t.final:
+                why = "stopped with the sweep" if self.stop_all else "ended with the sweep"
+                self._end_without_final(_TrialRef(tid), "stopped", f"{why} after epoch {t.proxy.epoch}")
+        self._update_best()
 
     def request_stop_all(self) -> None:
         if not self.stop_all:
@@ -320,6 +335,7 @@ def _fit(defn: SweepDef, sweep_id: str, store: RunStore, sweeps: SweepStore, mni
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    callback.finish()
     if callback.stop_all:
         return callback, "stopped", "stopped by the user"
     failed = [t for t in callback.trials.values() if _status(t.handle) == "failed"]
