@@ -116,7 +116,8 @@ def watch() -> None:
         b1, b2, b3 = st.columns([1, 1, 3])
         b1.metric("Best trial", f"#{best['trial']}")
         b2.metric("Best val acc", f"{best['best_val_acc']:.2%}")
-        b3.markdown("**Its hyperparameters**  \n" + ", ".join(f"`{k}={v}`" for k, v in best["params"].items())
+        b3.markdown("**Its hyperparameters**  \n" + ", ".join(f"`{k}={v:.4g}`" if isinstance(v, float) else f"`{k}={v}`"
+                                                          for k, v in best["params"].items())
                     + (f"  \ntest acc {best['test_acc']:.2%}" if isinstance(best["test_acc"], float) else "")
                     + f"  \nrun `{best['run_id']}`")
     st.dataframe(V.table(rows, fields), hide_index=True, key=K + "trials_table",

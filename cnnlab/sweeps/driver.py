@@ -144,7 +144,8 @@ class StoreCallback(tune.Callback):
             return
         t.final = True
         res = TrainResult(status=status, message=message, epochs_done=t.proxy.epoch, step=t.proxy.step,
-                          best_val_acc=t.proxy.best_val_acc, best_epoch=t.proxy.best_epoch)
+                          best_val_acc=t.proxy.best_val_acc, best_epoch=t.proxy.best_epoch,
+                          train_s=float((t.proxy.state or {}).get("elapsed") or 0.0))
         t.recorder.on_end(res, t.proxy)
         if extra:
             t.handle.write_status(**extra)

@@ -106,8 +106,9 @@ def test_define_watch_stop_and_compare_a_sweep(streamlit_server, page, tmp_path)
         stopped = _wait(lambda: [r for r, s in _statuses(store).items() if s == "stopped"], 120, "a stopped trial")
         assert set(stopped) <= set(running) | set(_statuses(store))
         if os.environ.get("CNNLAB_SCREENSHOTS") == "1":
-            page.set_viewport_size({"width": 1400, "height": 1600})
-            time.sleep(3)
+            page.set_viewport_size({"width": 1400, "height": 1400})
+            page.locator('[data-testid="stPlotlyChart"] .parcoords').first.wait_for(state="visible", timeout=60_000)
+            time.sleep(6)  # two fragment runs: the charts redraw at the new size
             screenshot(page, REPO_ROOT / "docs" / "screenshots" / "sweep.png")
         # stop the sweep: every trial ends, the sweep says stopped
         _say('_click_visible(page, "Stop swe')
@@ -120,8 +121,8 @@ def test_define_watch_stop_and_compare_a_sweep(streamlit_server, page, tmp_path)
         # the trials are runs: the Compare page lists them and filters by the sweep
         _say('navigate(page, server, "Compar')
         navigate(page, server, "Compare")
-        expect_text(page, "Compare runs")
-        box = widget(page, "stMultiSelect", "Sweep")
+        expect_text(page, "Compare runs", timeout=90_000)
+        box = widget(page, "stMultiSelect", "Sweep", timeout=60_000)
         runs = _track_runs(page)
         box.get_by_role("combobox").click()
         page.get_by_role("option").filter(has_text=sweep_id).first.click()
