@@ -120,7 +120,7 @@ def test_define_watch_stop_and_compare_a_sweep(streamlit_server, page, tmp_path)
         sweep_id = json.loads(next((store / "_sweeps").glob("*/sweep.json")).read_text())["id"]
         # the trials are runs: the Compare page lists them and filters by the sweep
         _say('navigate(page, server, "Compar')
-        navigate(page, server, "Compare")
+        navigate(page, server, "/compare")
         expect_text(page, "Compare runs", timeout=90_000)
         box = widget(page, "stMultiSelect", "Sweep", timeout=60_000)
         runs = _track_runs(page)
