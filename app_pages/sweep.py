@@ -79,9 +79,9 @@ if ids:
     st.selectbox("Sweep", ids, key=K + "pick", on_change=_on_pick, format_func=lambda i: labels.get(i, i))
 
 # ----------------------------------------------------------------------------- watch (the page's one fragment)
-@st.fragment(run_every=1.5)
+@st.fragment(run_every=2.0)
 def watch() -> None:
-    """The selected sweep, redrawn every 1.5 s from the run store."""
+    """The selected sweep, redrawn every 2 s from the run store."""
     sid = ss.get(SEL)
     if not sid:
         st.info("No sweeps yet: define one above. From a terminal: `python -m cnnlab sweep --preset seed002 "
@@ -117,7 +117,8 @@ def watch() -> None:
         b1, b2, b3 = st.columns([1, 1, 3])
         b1.metric("Best trial", f"#{best['trial']}")
         b2.metric("Best val acc", f"{best['best_val_acc']:.2%}")
-        b3.markdown("**Its hyperparameters**  \n" + ", ".join(f"`{k}={v}`" for k, v in best["params"].items())
+        b3.markdown("**Its hyperparameters**  \n" + ", ".join(f"`{k}={v:.4g}`" if isinstance(v, float) else f"`{k}={v}`"
+                                                          for k, v in best["params"].items())
                     + (f"  \ntest acc {best['test_acc']:.2%}" if isinstance(best["test_acc"], float) else "")
                     + f"  \nrun `{best['run_id']}`")
     st.dataframe(V.table(rows, fields), hide_index=True, key=K + "trials_table",
@@ -129,10 +130,12 @@ def watch() -> None:
     if rec.get("status") == "running":
         active = V.active_trials(rows)
         t1, t2, t3 = st.columns([2, 1, 1])
-        target = t1.selectbox("Trial to stop", [r["run_id"] for r in active], key=K + "stop_pick",
+        # keyed by the running trials: a key kept across option changes kept a stale None value
+        pick_key = K + "stop_pick_" + "_".join(str(r["trial"]) for r in active)
+        target = t1.selectbox("Trial to stop", [r["run_id"] for r in active], key=pick_key,
                               format_func=lambda rid: next(f"#{r['trial']} ({rid})" for r in active
                                                            if r["run_id"] == rid))
-        if t2.button("Stop trial", key=K + "stop_trial", disabled=not active):
+        if t2.button("Stop trial", key=K + "stop_trial", disabled=not active) and target:
             launcher.stop(sid, target)
             st.toast(f"Stopping trial {target}")
         if t3.button("Stop sweep", key=K + "stop_sweep"):

@@ -28,7 +28,6 @@ def base_from_args(args: argparse.Namespace) -> tuple[str, list[dict], dict]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweeps.driver import default_log, run_sweep
     from .sweeps.space import make_def
 
     if args.definition:  # the app: a definition it has validated, written as JSON
@@ -46,6 +45,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         preset, spec, recipe = base_from_args(args)
         defn = make_def(preset, spec, recipe, args.param or [], trials=args.trials, concurrent=args.concurrent,
                         search=args.search, early_stop=args.early_stop, name=args.name or "")
+    from .sweeps import cluster
+
+    addr = cluster.resolve_address(args.address)
+    if addr is not None:  # before Ray Tune's imports and MNIST: a bad address is a message within seconds
+        cluster.ray_env_defaults()
+        cluster.check_cluster(addr)
+    from .sweeps.driver import default_log, run_sweep
+
     log = (lambda s: None) if args.quiet else default_log
     out = run_sweep(defn, address=args.address, sweep_id=args.sweep_id, log=log)
     if not args.quiet:

@@ -95,7 +95,7 @@ def test_page_shows_trials_best_and_plots_and_stops(sweep):
     assert [d["label"] for d in par["data"][0]["dimensions"]] == ["lr (log10)", "best val acc"]
     assert len(par["data"][0]["dimensions"][1]["values"]) == 1  # only the trial with a val accuracy
     # stop one trial, then the whole sweep: requests the driver polls
-    assert at.selectbox(key=K + "stop_pick").value == running_id
+    assert next(sb for sb in at.selectbox if sb.label == "Trial to stop").value == running_id
     at.button(key=K + "stop_trial").click()
     _run(at)
     assert SweepStore().stop_requests(sid) == {"all": False, "runs": [running_id]}

@@ -29,7 +29,7 @@ def parcoords(rows: list[dict], params: list[dict]) -> go.Figure:
             "colorbar": {"title": {"text": "val acc"}}} if acc else {}
     return go.Figure(
         data=[go.Parcoords(dimensions=dims, line=line)],
-        layout={"height": 360, "margin": {"l": 60, "r": 40, "t": 50, "b": 30},
+        layout={"height": 380, "margin": {"l": 60, "r": 40, "t": 90, "b": 30},  # room for the axis labels
                 "title": {"text": f"Hyperparameters → validation accuracy ({len(scored)} trials)"},
                 "uirevision": "parcoords"},
     )
@@ -46,6 +46,6 @@ def val_curves(curves: list[dict], best_run: str | None = None) -> go.Figure:
         data=traces,
         layout={"height": 360, "margin": {"l": 60, "r": 20, "t": 50, "b": 40},
                 "title": {"text": "Validation accuracy of every trial"},
-                "xaxis": {"title": {"text": "epoch"}, "dtick": 1}, "yaxis": {"title": {"text": "val acc"}},
+                "xaxis": {"title": {"text": "epoch"}, "rangemode": "tozero"}, "yaxis": {"title": {"text": "val acc"}},
                 "legend": {"font": {"size": 10}}, "uirevision": "val_curves"},
     )

@@ -18,6 +18,7 @@ Trials that ASHA ends early are recorded "stopped" with `early_stopped: true` an
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 import sys
 import tempfile
@@ -60,6 +61,13 @@ class _TrialProxy:
 
     def weights_copy(self) -> dict:
         return self.state["model"]
+
+
+class _TrialRef:
+    """A Tune trial as far as `_end_without_final` needs one: its id."""
+
+    def __init__(self, trial_id: str):
+        self.trial_id = trial_id
 
 
 class _Trial:
@@ -137,7 +145,8 @@ class StoreCallback(tune.Callback):
             return
         t.final = True
         res = TrainResult(status=status, message=message, epochs_done=t.proxy.epoch, step=t.proxy.step,
-                          best_val_acc=t.proxy.best_val_acc, best_epoch=t.proxy.best_epoch)
+                          best_val_acc=t.proxy.best_val_acc, best_epoch=t.proxy.best_epoch,
+                          train_s=float((t.proxy.state or {}).get("elapsed") or 0.0))
         t.recorder.on_end(res, t.proxy)
         if extra:
             t.handle.write_status(**extra)
@@ -185,6 +194,14 @@ class StoreCallback(tune.Callback):
                 self.user_stopped.add(tid)
                 self.control.stop.remote(tid)
                 self.log(f"stopping trial {self.trials[tid].n} ({run_id})")
+
+    def finish(self) -> None:
+        """After Tune returns: trials it ended without telling us (a stopped sweep) end stopped, resumable."""
+        for tid, t in list(self.trials.items()):
+            if not t.final:
+                why = "stopped with the sweep" if self.stop_all else "ended with the sweep"
+                self._end_without_final(_TrialRef(tid), "stopped", f"{why} after epoch {t.proxy.epoch}")
+        self._update_best()
 
     def request_stop_all(self) -> None:
         if not self.stop_all:
@@ -296,6 +313,8 @@ def _fit(defn: SweepDef, sweep_id: str, store: RunStore, sweeps: SweepStore, mni
 
     from .trial import SweepControl, trainable
 
+    # results live in the run store, not in Tune's result files (their loggers are off): no warnings at the end
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     control = SweepControl.remote()
     callback = StoreCallback(defn, sweep_id, store, sweeps, control, log)
     fn = tune.with_parameters(trainable, data=mnist, base={"spec": defn.spec, "recipe": defn.recipe},
@@ -319,6 +338,7 @@ def _fit(defn: SweepDef, sweep_id: str, store: RunStore, sweeps: SweepStore, mni
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    callback.finish()
     if callback.stop_all:
         return callback, "stopped", "stopped by the user"
     failed = [t for t in callback.trials.values() if _status(t.handle) == "failed"]

@@ -132,7 +132,7 @@ def trial_rows(sweeps: SweepStore, sweep_id: str, infos: list | None = None) -> 
                      "epochs_planned": info.epochs_planned, "best_val_acc": info.best_val_acc,
                      "test_acc": info.test_acc, "message": info.message,
                      "time_s": st.get("train_s") if st.get("train_s") is not None else st.get("wall_s")})
-    return rows
+    return sorted(rows, key=lambda r: (r["trial"] if isinstance(r["trial"], int) else 1 << 30, r["run_id"]))
 
 
 def summary(sweeps: SweepStore, sweep_id: str) -> dict:
