@@ -45,7 +45,8 @@ with setup:
     if custom:
         text = st.text_area("Layers", key=K + "spec_text", height=260,
                             help="One layer per line, e.g. `conv out=16 k=3 pad=1`, or a JSON list.")
-        st.caption(tf.limits_caption())
+        st.caption("The summary updates on Ctrl+Enter or a click outside the box; errors name the box's line. "
+                   + tf.limits_caption())
         checked = tf.check_spec_text(text)
         if checked.error:
             st.error(f"Architecture does not fit: {checked.error}")

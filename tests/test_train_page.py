@@ -81,10 +81,13 @@ def test_misfit_custom_architecture_shows_its_error(manager):
 
     assert at.text_area(key=K + "spec_text").value == tf.preset_spec_text("fast")
     assert not at.error
-    at.text_area(key=K + "spec_text").input("conv out=8 k=5\nmaxpool k=2\nmaxpool k=2\nmaxpool k=2\n"
+    at.text_area(key=K + "spec_text").input("# a comment and a blank line shift lines from layers\n"
+                                            "conv out=8 k=5\nmaxpool k=2\n\nmaxpool k=2\nmaxpool k=2\n"
                                             "conv out=8 k=5\nflatten\nlinear out=10").run()
     errs = [e.value for e in at.error]
-    assert any("Architecture does not fit" in e and "layer 4 (conv)" in e for e in errs), errs
+    # numbered as the box shows it: the 5th layer is on line 7 (before: "layer 4", counted from 0)
+    assert any("Architecture does not fit" in e and e.count("line 7 (layer #5") == 1 and "(conv)" in e
+               for e in errs), errs
     at.button(key=K + "launch").click().run()
     assert manager.jobs() == []
     # a fitting edit clears the error and shows the summary
