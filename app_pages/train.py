@@ -289,11 +289,12 @@ def _fork_saved(rid: str) -> None:
     g = lambda f: st.session_state.get(K + f"fork_{rid}_{f}")  # noqa: E731
     try:
         new = tf.fork_run(manager, rid, g("epoch"), g("lr"), g("epochs"), g("optimizer"), name=g("name"))
-    except ConfigError as exc:
-        st.session_state[K + "saved_flash"] = tf.field_message(exc)
+    except ConfigError as exc:  # shown inside the fork form, which stays open
+        st.session_state[K + "fork_error"] = (rid, tf.field_message(exc))
     except LabError as exc:
-        st.session_state[K + "saved_flash"] = str(exc)
+        st.session_state[K + "fork_error"] = (rid, str(exc))
     else:
+        st.session_state.pop(K + "fork_error", None)
         _show_saved(new)
         st.session_state[K + "saved_toast"] = f"Forked {rid} → {new}"
 
@@ -339,7 +340,11 @@ def saved_panel() -> None:
     if not fd.epochs_available:
         st.caption("No saved epoch to fork from.")
         return
-    with st.expander("Fork from a saved epoch"):
+    err = st.session_state.get(K + "fork_error")
+    err = err[1] if err and err[0] == rid else None
+    with st.expander("Fork from a saved epoch", expanded=bool(err)):  # open while its input is refused
+        if err:
+            st.error(err)
         with st.form(K + "fork_form", border=False):
             f = lambda n: K + f"fork_{rid}_{n}"  # noqa: E731
             st.session_state.setdefault(f("epoch"), fd.epochs_available[-1])

@@ -272,6 +272,9 @@ def test_fork_from_the_saved_runs_panel(manager):
     at.number_input(key=f + "epochs").set_value(1)
     at.button(key=submit).click().run()
     assert any("**epochs**" in e.value for e in at.error), _texts(at)
+    (fork_box,) = [e for e in at.expander if e.label == "Fork from a saved epoch"]
+    assert fork_box.proto.expanded  # the form stays open ...
+    assert any("**epochs**" in e.value for e in fork_box.error)  # ... with the error inside it
     assert manager.jobs() == [] and len(manager.list_runs()) == 1
     at.number_input(key=f + "epochs").set_value(2)
     at.number_input(key=f + "lr").set_value(5e-4)
