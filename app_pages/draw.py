@@ -19,6 +19,9 @@ from cnnlab.ui import pick_one
 K = "draw_"  # widget-key namespace of this page
 VIEWS = ["Inside the model", "Compare two models", "Robustness"]
 SALIENCY = {"Saliency": "saliency", "Grad-CAM": "gradcam", "Integrated gradients": "integrated_gradients"}
+SWEEP_LABELS = {"rotate_deg": "Rotation", "shift_x": "Shift right", "shift_y": "Shift down",
+                "thickness": "Stroke thickness"}
+MAX_MAPS = 32  # feature maps drawn per layer (probe.feature_map_mosaic's default)
 CANVAS_BOX_W = 300  # px: the 280 px canvas plus its border
 EMPTY_PROMPT = "Draw a digit in the black box (white ink, like MNIST) to see what the model predicts."
 
@@ -139,6 +142,8 @@ def _layer_maps(a: inf.Analysis, key: str) -> None:
     i = pick_one("Conv layer", list(range(len(names))), key, names.__getitem__)  # labels follow the model
     lm = a.layers[i]
     st.plotly_chart(probe.feature_map_mosaic(lm.maps, f"{lm.name} ({lm.stage})"), key=key + "_fig")
+    if lm.maps.shape[0] > MAX_MAPS:
+        st.caption(f"Showing {MAX_MAPS} of {lm.maps.shape[0]} maps (the first {MAX_MAPS} channels).")
 
 
 def _inside(loaded: LoadedModel, a: inf.Analysis) -> None:
@@ -197,6 +202,7 @@ def _robustness(loaded: LoadedModel, a: inf.Analysis) -> None:
                                     f"was {a.prediction.top} ({a.prediction.confidence:.0%})"),
                     key=K + "pert_bars")
     param = st.radio("Sweep", list(inf.SWEEP_DEFAULTS), horizontal=True, key=K + "sweep",
+                     format_func=lambda p: SWEEP_LABELS.get(p, p),
                      help="Vary one transformation, keeping the others at the slider values")
     sw = inf.sweep(loaded.model, a.pre.image, param, **{k: v for k, v in fixed.items() if k != param})
     st.plotly_chart(probe.sweep_chart(sw.values, sw.probs, param), key=K + "sweep_fig")
