@@ -233,6 +233,9 @@ def status_line(view: Any) -> tuple[str, str]:
         return "info", "Paused — press Resume to continue."
     if st == "queued":
         return "info", msg or "Queued: waiting for a free training slot (2 run at once)."
+    if not getattr(view, "step", 0):  # Launch to the first curve point can take seconds: say what happens
+        return "info", ("Starting… loading MNIST into memory, building the model, then the first steps; the "
+                        "curve appears with the first step.")
     return "info", f"Training… {msg}".strip()
 
 

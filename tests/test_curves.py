@@ -236,3 +236,12 @@ def test_charts_stay_readable():
     lay = train.figure().layout
     assert lay.yaxis2.tickformat == ".2~%"
     assert lay.legend.y <= -0.14 and lay.margin.b >= 80  # below the "step" axis title, inside the margin
+
+
+def test_status_says_what_happens_between_launch_and_the_first_step():
+    from types import SimpleNamespace as NS
+
+    starting = NS(status="running", message="", step=0)
+    level, line = tf.status_line(starting)
+    assert level == "info" and line.startswith("Starting…") and "loading MNIST" in line
+    assert tf.status_line(NS(status="running", message="", step=5))[1].startswith("Training…")
