@@ -373,7 +373,17 @@ if infos:
 upload = st.file_uploader("Import a run zip (exported from CNN Lab)", type=["zip"], key=K + "import_file")
 if st.button("Import run", key=K + "import", disabled=upload is None):
     try:
+        dup = C.already_imported(store, upload.getvalue())
         new_id = C.import_run(store, upload.getvalue())
-        flash("success", f"Imported as run “{new_id}”.")
+        if dup is None:
+            ss[K + "import_msg"] = ("success", f"Imported as run “{new_id}”.")
+        else:  # a second press (or the same zip again) makes no silent copy under the same name
+            copy = store.rename(new_id, C.copy_name(names.get(dup, dup), names.values()))
+            ss[K + "import_msg"] = ("warning", f"Already imported as “{label(dup)}” (run {dup}); this copy is "
+                                               f"“{copy}” (run {new_id}). Delete it below if it was a mistake.")
+        st.rerun()  # the table lists it
     except LabError as exc:
         st.error(md_text(exc))
+if ss.get(K + "import_msg"):  # next to the button, not at the top of the page
+    kind, text = ss.pop(K + "import_msg")
+    getattr(st, kind)(md_text(text))

@@ -21,6 +21,9 @@ from cnnlab.ui import pick_one
 K = "draw_"  # widget-key namespace of this page
 VIEWS = ["Inside the model", "Compare two models", "Robustness", "Across epochs", "Test-set map"]
 SALIENCY = {"Saliency": "saliency", "Grad-CAM": "gradcam", "Integrated gradients": "integrated_gradients"}
+SWEEP_LABELS = {"rotate_deg": "Rotation", "shift_x": "Shift right", "shift_y": "Shift down",
+                "thickness": "Stroke thickness"}
+MAX_MAPS = 32  # feature maps drawn per layer (probe.feature_map_mosaic's default)
 CANVAS_BOX_W = 300  # px: the 280 px canvas plus its border
 EMPTY_PROMPT = "Draw a digit in the black box (white ink, like MNIST) to see what the model predicts."
 
@@ -121,10 +124,10 @@ def _test_input(src: ModelSource, loaded: LoadedModel) -> inf.Analysis | None:
     n = len(mnist.test_x)
     st.session_state.setdefault(K + "test_idx", 0)
     idx = st.number_input("Test image index", 0, n - 1, step=1, key=K + "test_idx")
-    c1, c2 = st.columns(2)
-    c1.button("Random", key=K + "random", on_click=_random_index, args=(n,))
-    c2.button("Random misclassified", key=K + "random_wrong", on_click=_random_wrong, args=(src, loaded),
-              help="A test image this model gets wrong")
+    row = st.container(horizontal=True)  # wraps instead of cutting "Random misclassified" short
+    row.button("Random", key=K + "random", on_click=_random_index, args=(n,))
+    row.button("Random misclassified", key=K + "random_wrong", on_click=_random_wrong, args=(src, loaded),
+               help="A test image this model gets wrong")
     if st.session_state.pop(K + "no_wrong", False):
         st.success("This model gets every test image right.")
     st.caption(f"Test image #{int(idx)} — true label **{int(mnist.test_y[int(idx)])}**")
@@ -141,6 +144,8 @@ def _layer_maps(a: inf.Analysis, key: str) -> None:
     i = pick_one("Conv layer", list(range(len(names))), key, names.__getitem__)  # labels follow the model
     lm = a.layers[i]
     st.plotly_chart(probe.feature_map_mosaic(lm.maps, f"{lm.name} ({lm.stage})"), key=key + "_fig")
+    if lm.maps.shape[0] > MAX_MAPS:
+        st.caption(f"Showing {MAX_MAPS} of {lm.maps.shape[0]} maps (the first {MAX_MAPS} channels).")
 
 
 def _inside(loaded: LoadedModel, a: inf.Analysis) -> None:
@@ -199,6 +204,7 @@ def _robustness(loaded: LoadedModel, a: inf.Analysis) -> None:
                                     f"was {a.prediction.top} ({a.prediction.confidence:.0%})"),
                     key=K + "pert_bars")
     param = st.radio("Sweep", list(inf.SWEEP_DEFAULTS), horizontal=True, key=K + "sweep",
+                     format_func=lambda p: SWEEP_LABELS.get(p, p),
                      help="Vary one transformation, keeping the others at the slider values")
     sw = inf.sweep(loaded.model, a.pre.image, param, **{k: v for k, v in fixed.items() if k != param})
     st.plotly_chart(probe.sweep_chart(sw.values, sw.probs, param), key=K + "sweep_fig")

@@ -112,7 +112,8 @@ with setup:
     if custom:
         text = st.text_area("Layers", key=K + "spec_text", height=260,
                             help="One layer per line, e.g. `conv out=16 k=3 pad=1`, or a JSON list.")
-        st.caption(tf.limits_caption())
+        st.caption("The summary updates on Ctrl+Enter or a click outside the box; errors name the box's line. "
+                   + tf.limits_caption())
         checked = tf.check_spec_text(text)
         if checked.error:
             st.error(f"Architecture does not fit: {md_text(checked.error)}")
@@ -230,14 +231,14 @@ def _set_max_jobs() -> None:
 
 def _controls(v) -> None:
     """Pause / Resume / Stop for the shown run."""
-    b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+    row = st.container(horizontal=True)  # buttons as wide as their labels (columns cut "Resume" at 1024 px)
     active = tf.is_active(v.status)
     try:
-        if b1.button("Pause", key=K + "pause", disabled=v.status not in ("running", "queued")):
+        if row.button("Pause", key=K + "pause", disabled=v.status not in ("running", "queued")):
             manager.pause(v.id)
-        if b2.button("Resume", key=K + "resume", disabled=v.status != "paused"):
+        if row.button("Resume", key=K + "resume", disabled=v.status != "paused"):
             manager.unpause(v.id)
-        if b3.button("Stop", key=K + "stop", disabled=not active):
+        if row.button("Stop", key=K + "stop", disabled=not active):
             manager.stop(v.id)
     except LabError as exc:
         ui.show_error(exc)
@@ -407,11 +408,12 @@ def _fork_saved(rid: str) -> None:
     g = lambda f: st.session_state.get(K + f"fork_{rid}_{f}")  # noqa: E731
     try:
         new = tf.fork_run(manager, rid, g("epoch"), g("lr"), g("epochs"), g("optimizer"), name=g("name"))
-    except ConfigError as exc:
-        st.session_state[K + "saved_flash"] = tf.field_message(exc)
+    except ConfigError as exc:  # shown inside the fork form, which stays open
+        st.session_state[K + "fork_error"] = (rid, tf.field_message(exc))
     except LabError as exc:
-        st.session_state[K + "saved_flash"] = str(exc)
+        st.session_state[K + "fork_error"] = (rid, str(exc))
     else:
+        st.session_state.pop(K + "fork_error", None)
         _show_saved(new)
         st.session_state[K + "saved_toast"] = f"Forked {rid} → {new}"
 
@@ -457,7 +459,11 @@ def saved_panel() -> None:
     if not fd.epochs_available:
         st.caption("No saved epoch to fork from.")
         return
-    with st.expander("Fork from a saved epoch"):
+    err = st.session_state.get(K + "fork_error")
+    err = err[1] if err and err[0] == rid else None
+    with st.expander("Fork from a saved epoch", expanded=bool(err)):  # open while its input is refused
+        if err:
+            st.error(err)
         with st.form(K + "fork_form", border=False):
             f = lambda n: K + f"fork_{rid}_{n}"  # noqa: E731
             st.session_state.setdefault(f("epoch"), fd.epochs_available[-1])

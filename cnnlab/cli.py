@@ -14,30 +14,43 @@ from .errors import LabError
 
 
 class Progress:
-    """A one-line progress bar on stderr (engine sink)."""
+    """The training progress bar on stderr (an engine sink), drawn by tqdm.
 
-    def __init__(self, total_steps: int, quiet: bool = False):
-        self.total, self.quiet, self._last = total_steps, quiet, 0.0
+    On a terminal it redraws a few times a second; when stderr is a file or a pipe (a log) it
+    writes a line at most every LOG_EVERY_S seconds instead of thousands of `\r` updates.
+    """
+
+    LOG_EVERY_S = 30.0
+
+    def __init__(self, total_steps: int, quiet: bool = False, file: Any = None):
+        from tqdm import tqdm
+
+        self.quiet, self._step = quiet, 0
+        out = file if file is not None else sys.stderr
+        tty = hasattr(out, "isatty") and out.isatty()
+        self.bar = tqdm(total=max(1, total_steps), file=out, disable=quiet, unit="step", dynamic_ncols=tty,
+                        ncols=None if tty else 100, mininterval=0.2 if tty else self.LOG_EVERY_S,
+                        maxinterval=None if tty else self.LOG_EVERY_S * 2, leave=True)
 
     def on_step(self, rec: dict) -> None:
-        now = time.monotonic()
-        if self.quiet or now - self._last < 0.2:
+        if self.quiet:
             return
-        self._last = now
-        frac = min(1.0, rec["step"] / max(1, self.total))
-        bar = "#" * int(frac * 30)
-        sys.stderr.write(f"\r[{bar:<30}] epoch {rec['epoch']} step {rec['step']}/{self.total} "
-                         f"loss {rec['loss']:.4f} lr {rec['lr']:.3g} {rec['ips']:.0f} img/s   ")
-        sys.stderr.flush()
+        self.bar.update(max(0, rec["step"] - self._step))
+        self._step = rec["step"]
+        self.bar.set_postfix_str(f"epoch {rec['epoch']} loss {rec['loss']:.4f} lr {rec['lr']:.3g} "
+                                 f"{rec['ips']:.0f} img/s", refresh=False)
 
     def on_epoch(self, rec: dict, trainer: Any) -> None:
         if not self.quiet:
-            sys.stderr.write(f"\repoch {rec['epoch']}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}"
-                             f" | val loss {rec['val_loss']:.4f} acc {rec['val_acc']:.4f}{' ' * 30}\n")
+            self.bar.write(f"epoch {rec['epoch']}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}"
+                           f" | val loss {rec['val_loss']:.4f} acc {rec['val_acc']:.4f}", file=self.bar.fp)
 
     def on_event(self, rec: dict) -> None:
         if not self.quiet and rec.get("event") != "set":
-            sys.stderr.write(f"\n{rec['event']} at step {rec['step']}\n")
+            self.bar.write(f"{rec['event']} at step {rec['step']}", file=self.bar.fp)
+
+    def on_end(self, result: Any, trainer: Any) -> None:
+        self.bar.close()
 
 
 def _print_json(obj: Any) -> None:
@@ -84,20 +97,21 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def add_recipe_args(ap: argparse.ArgumentParser) -> None:
-    """Recipe overrides shared by train and fork."""
-    ap.add_argument("--epochs", type=int)
-    ap.add_argument("--batch-size", type=int, dest="batch_size")
-    ap.add_argument("--lr", type=float)
-    ap.add_argument("--momentum", type=float)
-    ap.add_argument("--weight-decay", type=float, dest="weight_decay")
-    ap.add_argument("--optimizer")
-    ap.add_argument("--scheduler")
-    ap.add_argument("--label-smoothing", type=float, dest="label_smoothing")
-    ap.add_argument("--seed", type=int)
-    ap.add_argument("--device")
-    ap.add_argument("--subset", type=int, help="training images per epoch")
-    ap.add_argument("--val-size", type=int, dest="val_size")
-    ap.add_argument("--augment", type=float, metavar="STRENGTH", help="augmentation strength (0 = off)")
+    """Recipe overrides shared by train and fork (absent flags keep the preset's / parent's value)."""
+    ap.add_argument("--epochs", type=int, help="number of epochs (the last epoch, for a fork)")
+    ap.add_argument("--batch-size", type=int, dest="batch_size", help="images per training step")
+    ap.add_argument("--lr", type=float, help="learning rate (peak LR for one-cycle)")
+    ap.add_argument("--momentum", type=float, help="SGD momentum; beta1 for adam/adamw")
+    ap.add_argument("--weight-decay", type=float, dest="weight_decay", help="L2 weight decay")
+    ap.add_argument("--optimizer", help="sgd, adam or adamw")
+    ap.add_argument("--scheduler", help="learning-rate schedule: none, step, onecycle or cosine")
+    ap.add_argument("--label-smoothing", type=float, dest="label_smoothing", help="label smoothing, 0 to <1")
+    ap.add_argument("--seed", type=int, help="random seed (weights, batch order, augmentation)")
+    ap.add_argument("--device", help="auto, cpu, cuda or mps")
+    ap.add_argument("--subset", type=int, help="training images per epoch (default: all but the validation set)")
+    ap.add_argument("--val-size", type=int, dest="val_size", help="images held out of training for validation")
+    ap.add_argument("--augment", type=float, metavar="STRENGTH",
+                    help="augmentation strength (0 = off, 1 = the kind's full strength)")
     ap.add_argument("--aug-kind", dest="aug_kind", help="augmentation kind: affine, cropzoom or brightness")
     ap.add_argument("--val-source", dest="val_source",
                     help="holdout (validation images held out of the 60k) or test (train on all 60k, validate on test)")
@@ -129,6 +143,23 @@ def final_json(result: Any, run_id: str | None, params: int, wall_s: float) -> d
             "params": params, "run_id": run_id}
 
 
+def read_arch(path: str) -> list[dict]:
+    """A custom architecture from a file in the Train page's format: one layer a line, or JSON (validated)."""
+    from pathlib import Path
+
+    from .errors import SpecError
+    from .trainform import check_spec_text
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise LabError(f"--arch: cannot read {path}: {exc.strerror or exc}") from None
+    res = check_spec_text(text)
+    if res.error:
+        raise SpecError(f"--arch {path}: {res.error}")
+    return res.spec
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from . import data as D
     from .engine import TrainConfig, Trainer
@@ -140,21 +171,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()  # wall_s counts from here (after imports): data loading included
 
     p = get_preset(args.preset)
+    spec, label = (read_arch(args.arch), "custom") if args.arch else (p.spec, p.name)
     over, data_over = recipe_overrides(args)
     recipe = dict(p.recipe)
     cfg = TrainConfig.from_dict({**recipe, "data": {**recipe.pop("data", {}), **data_over}}, **over).validate()
     mnist = D.load_mnist()
-    params = summarize(p.spec).total_params
+    params = summarize(spec).total_params
     progress = Progress(cfg.steps_per_epoch() * cfg.epochs, quiet=args.quiet)
     run = None
     sink: Any = progress
     if not args.no_save:
-        run = create_run(RunStore(), p.name, p.spec, cfg, name=args.name, source="cli")
+        run = create_run(RunStore(), label, spec, cfg, name=args.name, source="cli")
         sink = with_health(RunRecorder(run, forward=progress))
         if not args.quiet:
             sys.stderr.write(f"run {run.id} in {run.path}\n")
-    trainer = Trainer(p.spec, cfg, mnist, sink=sink)
-    result = trainer.run()
+    trainer = Trainer(spec, cfg, mnist, sink=sink)
+    try:
+        result = trainer.run()
+    finally:
+        progress.bar.close()
     wall = time.perf_counter() - t0
     if not args.quiet:
         sys.stderr.write(f"\n{result.status}: test acc {result.test_acc}  ({wall:.1f} s)\n")
@@ -203,14 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap = LabArgumentParser(prog="python -m cnnlab", description="CNN Lab: headless training and runs")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sp = sub.add_parser("presets", help="list presets with parameter counts and recipes")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the presets as one JSON list")
     sp.set_defaults(func=cmd_presets)
-    tp = sub.add_parser("train", help="train a preset and save the run")
-    tp.add_argument("--preset", required=True)
+    tp = sub.add_parser("train", help="train a preset (or a custom architecture) and save the run")
+    tp.add_argument("--preset", required=True, help="preset whose recipe (and, without --arch, layers) to use; "
+                                                    "see `python -m cnnlab presets`")
+    tp.add_argument("--arch", metavar="FILE", help="custom layers in the Train page's format: one layer a line "
+                                                   "(`conv out=16 k=3 pad=1`, `relu`, ...) or a JSON list")
     add_recipe_args(tp)
     tp.add_argument("--name", help="display name of the run")
     tp.add_argument("--no-save", action="store_true", help="do not write a run folder")
-    tp.add_argument("--quiet", action="store_true")
+    tp.add_argument("--quiet", action="store_true", help="no progress output")
     tp.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
     tp.set_defaults(func=cmd_train)
     rp = sub.add_parser("reproduce", help="train presets' full recipes and write docs/REPRODUCTION.md")

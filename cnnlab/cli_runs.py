@@ -71,6 +71,7 @@ def _follow(manager: Any, run_id: str, quiet: bool) -> Any:
                 elif rec.get("kind") == "event":
                     progress.on_event(rec)
             if final:
+                progress.bar.close()
                 return view
             time.sleep(POLL_S)
     except KeyboardInterrupt:
@@ -131,16 +132,16 @@ def add_run_commands(sub: Any) -> None:
     rp.set_defaults(func=cmd_runs)
 
     sp = sub.add_parser("resume", help="continue an interrupted or stopped run from its last epoch")
-    sp.add_argument("run_id")
-    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("run_id", help="id of the run to resume (see `python -m cnnlab runs`)")
+    sp.add_argument("--quiet", action="store_true", help="no progress output")
     sp.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
     sp.set_defaults(func=cmd_resume)
 
     fp = sub.add_parser("fork", help="start a new run from a saved epoch of a run, with changed hyperparameters")
-    fp.add_argument("run_id")
+    fp.add_argument("run_id", help="id of the run to fork from (see `python -m cnnlab runs`)")
     fp.add_argument("--epoch", type=int, help="saved epoch to start from (default: the last saved one)")
     add_recipe_args(fp)  # --epochs is the last epoch on the parent's axis: more than --epoch
     fp.add_argument("--name", help="display name of the new run")
-    fp.add_argument("--quiet", action="store_true")
+    fp.add_argument("--quiet", action="store_true", help="no progress output")
     fp.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
     fp.set_defaults(func=cmd_fork)

@@ -616,3 +616,44 @@ def import_run(store: RunStore, data: bytes, max_total: int | None = None) -> st
     if max_total is None:
         return store.import_zip(bytes(data))
     return store.import_zip(bytes(data), max_total=max_total, max_member=max_total)
+
+
+def _zip_config(data: bytes) -> dict | None:
+    """config.json of a run zip, read without extracting anything (None if it has no readable one)."""
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            info = next(i for i in zf.infolist() if i.filename.rsplit("/", 1)[-1] == "config.json")
+            if info.file_size > 1_000_000:
+                return None
+            cfg = json.loads(zf.read(info))
+    except Exception:  # a bad zip: the store's import says why
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def already_imported(store: RunStore, data: bytes) -> str | None:
+    """The run in the store that this zip already is (same preset, creation time and recipe), if any."""
+    cfg = _zip_config(data)
+    if not cfg or not cfg.get("created"):
+        return None
+    key = (cfg.get("created"), cfg.get("preset"), json.dumps(cfg.get("recipe"), sort_keys=True))
+    for info in reversed(store.list_runs()):  # oldest first: the original, not an earlier copy
+        try:
+            c = store.get(info.id).config
+        except LabError:
+            continue
+        if (c.get("created"), c.get("preset"), json.dumps(c.get("recipe"), sort_keys=True)) == key:
+            return info.id
+    return None
+
+
+def copy_name(name: str, taken: Iterable[str]) -> str:
+    """A distinct name for another copy of run `name`: "name (copy 2)", "name (copy 3)", ..."""
+    taken = set(taken)
+    n = 2
+    while f"{name} (copy {n})" in taken:
+        n += 1
+    return f"{name} (copy {n})"

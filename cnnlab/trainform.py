@@ -140,14 +140,42 @@ class SpecResult:
     error: str | None
 
 
+def layer_lines(text: str) -> list[int] | None:
+    """The text box's line number (from 1) of each layer of a line-format text; None for JSON."""
+    if (text or "").strip().startswith("["):
+        return None
+    return [n for n, line in enumerate((text or "").splitlines(), 1) if line.split("#", 1)[0].strip()]
+
+
+def _by_line(message: str, lines: list[int] | None) -> str:
+    """An error's "layer i" (counted from 0) as the box's line: "line 7 (layer #6)"; JSON: "layer #i+1"."""
+    import re
+
+    m = re.match(r"layer (\d+)\b", message)
+    if not m:
+        return message
+    i = int(m.group(1))
+    if lines is not None and i < len(lines):
+        where = f"line {lines[i]} (layer #{i + 1}; lines counted from 1 as in the box)"
+    else:
+        where = f"layer #{i + 1} (counted from 1)"
+    return where + message[m.end():]
+
+
 def check_spec_text(text: str) -> SpecResult:
-    """Parse and validate a layer text (line format or JSON); never raises for a user's mistake."""
+    """Parse and validate a layer text (line format or JSON); never raises for a user's mistake.
+
+    Layers are numbered the way the text box shows them: by line, from 1 (the table's "line" column).
+    """
+    lines = layer_lines(text)
     try:
         spec = models.parse_spec_text(text)
         summary = models.summarize(spec)
     except SpecError as exc:
-        return SpecResult(None, [], None, str(exc))
-    return SpecResult(spec, layer_table(summary.table()), summary.total_params, None)
+        return SpecResult(None, [], None, _by_line(str(exc), lines))
+    rows = [{"line" if lines else "#": lines[r["#"]] if lines else r["#"] + 1, **{k: v for k, v in r.items()
+             if k != "#"}} for r in summary.table()]
+    return SpecResult(spec, layer_table(rows), summary.total_params, None)
 
 
 def layer_table(rows: list[dict]) -> list[dict]:
@@ -237,6 +265,9 @@ def status_line(view: Any) -> tuple[str, str]:
         return "info", "Paused — press Resume to continue."
     if st == "queued":
         return "info", msg or "Queued: waiting for a free training slot (2 run at once)."
+    if not getattr(view, "step", 0):  # Launch to the first curve point can take seconds: say what happens
+        return "info", ("Starting… loading MNIST into memory, building the model, then the first steps; the "
+                        "curve appears with the first step.")
     return "info", f"Training… {msg}".strip()
 
 

@@ -1,4 +1,9 @@
-"""Shared test setup: real MNIST from CNNLAB_DATA_DIR (default ../shared/data), a temp run store per test."""
+"""Shared test setup: real MNIST found where the app finds it, a temp run store per test.
+
+MNIST: CNNLAB_DATA_DIR if set, else ../shared/data where that exists (this workplace), else ./data like
+the app; if it is not there the session downloads it once (unless CNNLAB_DOWNLOAD=0) or stops with a
+message saying what to put where. The tests themselves never reach for the network.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,30 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 if not os.environ.get("CNNLAB_DATA_DIR"):
-    os.environ["CNNLAB_DATA_DIR"] = str((ROOT / ".." / "shared" / "data").resolve())
-os.environ.setdefault("CNNLAB_DOWNLOAD", "0")  # tests never reach for the network
+    _shared = (ROOT / ".." / "shared" / "data").resolve()
+    os.environ["CNNLAB_DATA_DIR"] = str(_shared if (_shared / "MNIST" / "raw").is_dir() else ROOT / "data")
+_MAY_DOWNLOAD = os.environ.get("CNNLAB_DOWNLOAD", "1") != "0"
+os.environ["CNNLAB_DOWNLOAD"] = "0"  # tests never reach for the network (the session start may, once)
+
+
+def pytest_sessionstart(session) -> None:
+    """Make sure MNIST is there (download it once where allowed), else stop saying what is needed."""
+    from cnnlab import data, datacheck
+
+    root = Path(os.environ["CNNLAB_DATA_DIR"])
+    if datacheck.files_present(root) == len(data.RAW_FILES):
+        return
+    why = "downloading is switched off (CNNLAB_DOWNLOAD=0)"
+    if _MAY_DOWNLOAD:
+        try:
+            data.load_mnist(root, download=True)
+            return
+        except Exception as exc:  # offline: say so below
+            why = f"downloading it failed: {str(exc).splitlines()[0]}"
+    files = ", ".join(data.RAW_FILES)
+    pytest.exit(f"The tests need MNIST and it is not in {root.resolve() / 'MNIST' / 'raw'} ({why}). Put the four "
+                f"files there ({files}; uncompressed or .gz), or set CNNLAB_DATA_DIR to a folder that has "
+                "MNIST/raw/ with them.", returncode=4)
 
 
 @pytest.fixture(autouse=True)

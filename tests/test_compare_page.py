@@ -147,5 +147,11 @@ def test_import_refuses_a_malicious_zip_and_accepts_an_export(manager, store, tm
     _run(at)
     at.button(key=K + "import").click()
     _run(at)
-    assert "Imported as run" in _texts(at)
+    # the store already holds this run: the copy gets a distinct name and the message says so
+    assert "Already imported as “alpha”" in _texts(at) and "“alpha (copy 2)”" in _texts(at)
     assert len(at.dataframe[0].value) == len(before) + 1
+    at.button(key=K + "import").click()  # pressing Import again: a third, distinctly named copy
+    _run(at)
+    assert "“alpha (copy 3)”" in _texts(at)
+    names = [i.name for i in store.list_runs()]
+    assert names.count("alpha") == 1 and names.count("alpha (copy 2)") == 1

@@ -214,3 +214,35 @@ def test_curve_cache_reads_only_new_records_and_caches_figure():
     # incremental EMA equals the batch EMA
     assert cache.loss_ema[-1] == pytest.approx(ema(cache.loss, 0.9)[-1])
     assert all(math.isfinite(x) for x in cache.loss_ema)
+
+
+def test_charts_stay_readable():
+    """Issue 12: distinct percent ticks, readable counts on dark cells, the legend clear of the x title."""
+    import numpy as np
+
+    from cnnlab.plots import evaluation as P
+
+    cm = np.diag([980] * 10).astype(float)
+    cm[4, 9], cm[7, 2] = 40, 3
+    fig = P.confusion_heatmap(cm)
+    (labels,) = [t for t in fig.data if t.type == "scatter" and t.mode == "text"]
+    color = dict(zip(zip(labels.y, labels.x), labels.textfont.color))
+    assert color[(4, 9)] == "white" and color[(7, 2)] == "black" and color[(0, 0)] == "black"
+    assert all(t.texttemplate is None for t in fig.data if t.type == "heatmap")  # no grey auto-colored text
+    assert P.per_class_bars(np.full(10, 0.99)).layout.yaxis.tickformat == ".2~%"  # 98.5%, 99%, not 99%, 99%
+    train = tf.CurveCache("r")
+    train.add([{"kind": "step", "step": 1, "epoch": 1, "loss": 1.0, "acc": 0.5},
+               {"kind": "epoch", "epoch": 1, "step": 1, "train_loss": 1, "train_acc": 0.98, "val_loss": 1,
+                "val_acc": 0.985}])
+    lay = train.figure().layout
+    assert lay.yaxis2.tickformat == ".2~%"
+    assert lay.legend.y <= -0.14 and lay.margin.b >= 80  # below the "step" axis title, inside the margin
+
+
+def test_status_says_what_happens_between_launch_and_the_first_step():
+    from types import SimpleNamespace as NS
+
+    starting = NS(status="running", message="", step=0)
+    level, line = tf.status_line(starting)
+    assert level == "info" and line.startswith("Starting…") and "loading MNIST" in line
+    assert tf.status_line(NS(status="running", message="", step=5))[1].startswith("Training…")

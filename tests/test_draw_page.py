@@ -119,6 +119,7 @@ def test_every_view_and_attribution_renders():
         _clean(at)
     at.selectbox(key=K + "layer").set_value(2).run()  # the fast net's third conv
     _clean(at)
+    assert "Showing 32 of 96 maps" in " ".join(c.value for c in at.caption)  # the third conv has 96
     at.radio(key=K + "view").set_value("Compare two models").run()
     _clean(at)
     assert at.selectbox(key=K + "model_b").value != at.selectbox(key=K + "model").value
@@ -126,6 +127,7 @@ def test_every_view_and_attribution_renders():
     at.radio(key=K + "view").set_value("Robustness").run()
     at.slider(key=K + "rot").set_value(30).run()
     at.slider(key=K + "thick").set_value(1.0).run()
+    assert at.radio(key=K + "sweep").options == ["Rotation", "Shift right", "Shift down", "Stroke thickness"]
     at.radio(key=K + "sweep").set_value("shift_x").run()
     _clean(at)
     assert len(at.get("plotly_chart")) >= 4 and charts >= 4

@@ -82,10 +82,13 @@ def test_misfit_custom_architecture_shows_its_error(manager):
 
     assert at.text_area(key=K + "spec_text").value == tf.preset_spec_text("fast")
     assert not at.error
-    at.text_area(key=K + "spec_text").input("conv out=8 k=5\nmaxpool k=2\nmaxpool k=2\nmaxpool k=2\n"
+    at.text_area(key=K + "spec_text").input("# a comment and a blank line shift lines from layers\n"
+                                            "conv out=8 k=5\nmaxpool k=2\n\nmaxpool k=2\nmaxpool k=2\n"
                                             "conv out=8 k=5\nflatten\nlinear out=10").run()
     errs = [e.value for e in at.error]
-    assert any("Architecture does not fit" in e and "layer 4 (conv)" in e for e in errs), errs
+    # numbered as the box shows it: the 5th layer is on line 7 (before: "layer 4", counted from 0)
+    assert any("Architecture does not fit" in e and e.count("line 7 (layer #5") == 1 and "(conv)" in e
+               for e in errs), errs
     at.button(key=K + "launch").click().run()
     assert manager.jobs() == []
     # a fitting edit clears the error and shows the summary
@@ -270,6 +273,9 @@ def test_fork_from_the_saved_runs_panel(manager):
     at.number_input(key=f + "epochs").set_value(1)
     at.button(key=submit).click().run()
     assert any("epochs" in e.value and "fork epoch" in e.value for e in at.error), _texts(at)
+    (fork_box,) = [e for e in at.expander if e.label == "Fork from a saved epoch"]
+    assert fork_box.proto.expanded  # the form stays open ...
+    assert any("epochs" in e.value and "fork epoch" in e.value for e in fork_box.error)  # ... with the error inside it
     assert manager.jobs() == [] and len(manager.list_runs()) == 1
     at.number_input(key=f + "epochs").set_value(2)
     at.number_input(key=f + "lr").set_value(5e-4)

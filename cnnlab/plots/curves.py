@@ -156,12 +156,12 @@ def series_figure(
     fig = go.Figure(data=traces)
     fig.update_layout(
         height=520,
-        margin=dict(l=10, r=10, t=30, b=10),
-        legend=dict(orientation="h", yanchor="top", y=-0.08, x=0),
+        margin=dict(l=10, r=10, t=30, b=90),
+        legend=dict(orientation="h", yanchor="top", y=-0.14, x=0),  # below the "step" title, not on it
         xaxis=dict(anchor="y", domain=[0, 1], matches="x2", showticklabels=False),
         yaxis=dict(domain=[0.45, 1.0], title="loss", rangemode="tozero"),
         xaxis2=dict(anchor="y2", domain=[0, 1], title="step"),
-        yaxis2=dict(domain=[0.0, 0.38], title="accuracy", tickformat=".0%"),
+        yaxis2=dict(domain=[0.0, 0.38], title="accuracy", tickformat=".2~%"),  # no "99%, 99%" ticks
         shapes=shapes,
         annotations=notes,
         uirevision=uirevision,

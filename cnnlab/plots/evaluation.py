@@ -22,6 +22,9 @@ def _compact(fig: go.Figure, height: int, title: str | None = None) -> go.Figure
     return fig
 
 
+ACC_TICKS = ".2~%"  # 98.5%, 99%, 99.25%: distinct ticks on narrow accuracy ranges (".0%" gave "99%, 99%")
+
+
 def overlay_curves(curves: Sequence, metric: str, xaxis: str, height: int = 380) -> go.Figure:
     """One line per run (the `Curve`s of cnnlab.compare); events as markers; forks start at their fork point."""
     fig = go.Figure()
@@ -57,10 +60,26 @@ def overlay_curves(curves: Sequence, metric: str, xaxis: str, height: int = 380)
     fig.update_xaxes(title=xaxis)
     fig.update_yaxes(title=metric, type="log" if metric == "learning rate" else None)
     if "accuracy" in metric:
-        fig.update_yaxes(tickformat=".1%")
+        fig.update_yaxes(tickformat=ACC_TICKS)
     fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), hovermode="closest",
                       showlegend=True)  # a lone run is named too
     return _compact(fig, height)
+
+
+def count_labels(cm: np.ndarray, off: np.ndarray) -> go.Scatter:
+    """The counts as text, white on the dark half of the red scale and black elsewhere (plotly's own
+    grey text was unreadable on the darkest cells)."""
+    n = cm.shape[0]
+    top = np.nanmax(off) if np.isfinite(off).any() and np.nanmax(off) > 0 else 1.0
+    xs, ys, text, color = [], [], [], []
+    for t in range(n):
+        for p in range(n):
+            xs.append(p)
+            ys.append(t)
+            text.append(f"{int(cm[t, p])}")
+            color.append("white" if t != p and off[t, p] / top > 0.5 else "black")
+    return go.Scatter(x=xs, y=ys, mode="text", text=text, textfont=dict(color=color, size=12),
+                      hoverinfo="skip", showlegend=False)
 
 
 def confusion_heatmap(matrix: np.ndarray, selected: tuple[int, int] | None = None, title: str | None = None,
@@ -74,14 +93,14 @@ def confusion_heatmap(matrix: np.ndarray, selected: tuple[int, int] | None = Non
     n = cm.shape[0]
     off = cm.copy()
     np.fill_diagonal(off, np.nan)  # color the mistakes; the diagonal would swamp the scale
-    text = [[f"{int(v)}" for v in row] for row in cm]
     fig = go.Figure(go.Heatmap(
-        z=off, x=list(range(n)), y=list(range(n)), colorscale="Reds", showscale=False, text=text,
-        texttemplate="%{text}", hoverinfo="skip", xgap=1, ygap=1,
+        z=off, x=list(range(n)), y=list(range(n)), colorscale="Reds", showscale=False,
+        hoverinfo="skip", xgap=1, ygap=1,
     ))  # fmt: skip
     diag = [[cm[i, j] if i == j else np.nan for j in range(n)] for i in range(n)]
     fig.add_trace(go.Heatmap(z=diag, x=list(range(n)), y=list(range(n)), colorscale="Greens", showscale=False,
-                             text=text, texttemplate="%{text}", hoverinfo="skip", xgap=1, ygap=1, opacity=0.6))
+                             hoverinfo="skip", xgap=1, ygap=1, opacity=0.6))
+    fig.add_trace(count_labels(cm, off))
     xs, ys, custom = [], [], []
     for t in range(n):
         for p in range(n):
@@ -121,7 +140,7 @@ def per_class_bars(acc: Sequence[float], title: str | None = None, height: int =
         hovertemplate="digit %{x}: %{y:.2%}<extra></extra>",
     ))  # fmt: skip
     lo = max(0.0, float(np.nanmin(a)) - 0.05) if len(a) else 0.0
-    fig.update_yaxes(range=[lo, 1.02], tickformat=".0%")
+    fig.update_yaxes(range=[lo, 1.02], tickformat=ACC_TICKS)
     fig.update_xaxes(type="category", title="digit")
     return _compact(fig, height, title)
 
