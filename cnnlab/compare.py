@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .errors import CheckpointError, LabError
+from .plots.series import downsample
 from .runs import ACTIVE, RunInfo, RunStore
 
 # ------------------------------------------------------------------ small cached readers
@@ -283,17 +284,6 @@ def _finite(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
-def downsample(x: list[float], y: list[Any], n: int = MAX_POINTS) -> tuple[list[float], list[Any]]:
-    """At most ~n points, evenly strided, always keeping the last one."""
-    if len(x) <= n:
-        return x, y
-    stride = math.ceil(len(x) / n)
-    idx = list(range(0, len(x), stride))
-    if idx[-1] != len(x) - 1:
-        idx.append(len(x) - 1)
-    return [x[i] for i in idx], [y[i] for i in idx]
-
-
 def _x_of(rec: dict, xaxis: str, spe: int | None, t_offset: float) -> float | None:
     if xaxis == "step":
         return _finite(rec.get("step"))
@@ -360,7 +350,9 @@ def run_curve(store: RunStore, info: RunInfo, metric: str, xaxis: str,
     kind, key, recs = _pick(records, metric)
     pts = [(_x_of(r, xaxis, spe, t_offset), _finite(r.get(key))) for r in recs]
     pts = lead + [(x, y) for x, y in pts if x is not None]
-    x, y = downsample([p[0] for p in pts], [p[1] for p in pts])
+    # the Train page's downsampler: a divergence spike survives; a non-finite value stays a gap
+    dx, dy = downsample([p[0] for p in pts], [p[1] for p in pts], MAX_POINTS, gaps=True)
+    x, y = dx.tolist(), [v if math.isfinite(v) else None for v in dy.tolist()]
     markers = _event_markers(events, records, xaxis, spe, t_offset, key, recs)
     return Curve(info.id, info.name, x, y, info.status, fork_x, markers)
 

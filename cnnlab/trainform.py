@@ -13,6 +13,7 @@ from . import models
 from .data import DataConfig
 from .engine import LIVE_FIELDS, TrainConfig
 from .errors import ConfigError, LabError, SpecError
+from .plots.series import Ema
 
 ACTIVE = ("queued", "running", "paused", "stopping")
 FINISHED = ("done", "stopped", "diverged", "failed", "interrupted")
@@ -338,7 +339,6 @@ class CurveCache:
     acc_ema: list[float] = field(default_factory=list)
     epochs: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
-    _ema: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss acc, acc acc, weight
     val_name: str = "val"
     reference: tuple | None = None  # (label, steps, val_acc) of the preset's reproduction run
     _fig: Any = None
@@ -358,27 +358,24 @@ class CurveCache:
             self.add(recs)
         return bool(recs)
 
+    def __post_init__(self) -> None:
+        self._loss_s, self._acc_s = Ema(self.smoothing), Ema(self.smoothing)
+
     def add(self, recs: Iterable[dict]) -> None:
-        a = self.smoothing
-        b = 1.0 - a
-        la, aa, w = self._ema
         for r in recs:
             kind = r.get("kind")
             if kind == "step":
                 loss = r.get("loss")
                 if loss is None or not math.isfinite(loss):
                     continue
-                acc = r.get("acc") or 0.0
-                la, aa, w = a * la + b * loss, a * aa + b * acc, a * w + b
                 self.steps.append(r["step"])
                 self.loss.append(loss)
-                self.loss_ema.append(la / w)
-                self.acc_ema.append(aa / w)
+                self.loss_ema.append(self._loss_s.add(loss))
+                self.acc_ema.append(self._acc_s.add(r.get("acc") or 0.0))
             elif kind == "epoch":
                 self.epochs.append(r)
             elif kind == "event":
                 self.events.append(r)
-        self._ema = [la, aa, w]
 
     @property
     def n_points(self) -> int:

@@ -182,9 +182,30 @@ def test_read_records_is_incremental_and_skips_partial_lines(tmp_path):
     assert C.read_records(tmp_path / "missing.jsonl") == []
 
 
-def test_downsample_keeps_last_point():
-    x, y = C.downsample(list(range(1001)), list(range(1001)), 100)
-    assert len(x) <= 102 and x[-1] == 1000 and x[0] == 0
+def test_overlay_keeps_a_divergence_spike_of_a_long_run(tmp_path):
+    """5000 steps drawn with at most MAX_POINTS points: the one-step spike stays, at its own step (an even
+    stride of 13 would skip index 3216)."""
+    store = RunStore(tmp_path)
+    spec = get_preset("seed002").spec
+    run = store.create({"preset": "seed002", "spec": spec, "recipe": _tiny_cfg(1).to_dict(), "params": 1},
+                       name="spiky")
+    n, spike = 5000, 3217
+    loss = [2.3 * math.exp(-s / 1000) + 0.05 for s in range(1, n + 1)]
+    loss[spike - 1] = 57.0
+    run.append_metrics([{"kind": "step", "step": s, "epoch": 1, "loss": v, "acc": 0.5, "lr": 0.1, "ips": 1.0,
+                         "t": 0.01 * s} for s, v in zip(range(1, n + 1), loss)])
+    run.append_metrics([{"kind": "step", "step": n + 1, "epoch": 1, "loss": float("nan"), "acc": 0.1,
+                         "lr": 0.1, "ips": 1.0, "t": 0.01 * (n + 1)}])
+    run.write_status(status="diverged", message="training diverged", step=n + 1)
+    info = next(i for i in store.list_runs() if i.id == run.id)
+    for xaxis in C.XAXES:
+        curve = C.run_curve(store, info, "train loss", xaxis)
+        line = P.overlay_curves([curve], "train loss", xaxis).data[0]
+        ys = [v for v in line.y if v is not None]
+        assert len(line.x) <= C.MAX_POINTS + 1 and max(ys) == 57.0
+        assert line.y[-1] is None  # the non-finite last loss is a gap, not a point
+    step_line = P.overlay_curves([C.run_curve(store, info, "train loss", "step")], "train loss", "step").data[0]
+    assert step_line.x[list(step_line.y).index(57.0)] == spike and step_line.x[0] == 1 and step_line.x[-1] == n + 1
 
 
 # ------------------------------------------------------------------ confusion cells and evaluation

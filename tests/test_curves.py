@@ -10,7 +10,8 @@ import pytest
 
 from cnnlab import models, trainform as tf
 from cnnlab.errors import ConfigError
-from cnnlab.plots.curves import augmentation_preview, downsample, ema, training_figure
+from cnnlab.plots.curves import augmentation_preview, training_figure
+from cnnlab.plots.series import Ema, downsample
 
 
 def _loss_curve(n: int, spike_at: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -41,16 +42,32 @@ def test_downsample_short_input_unchanged_and_non_finite_dropped():
     assert dx.tolist() == [1, 3] and dy.tolist() == [0.5, 0.25]
     dx, dy = downsample([], [], 500)
     assert len(dx) == 0
+    dx, dy = downsample([], [], 500, gaps=True)
+    assert len(dx) == 0
+
+
+def test_downsample_with_gaps_keeps_one_break_per_run_of_non_finite():
+    x, y = _loss_curve(5000, spike_at=2000)
+    y[10:20] = np.nan  # one run of gaps: one break point
+    y[-1] = np.inf
+    dx, dy = downsample(x, list(y[:-2]) + [None, y[-1]], 500, gaps=True)
+    assert dy[np.isfinite(dy)].max() == 57.0 and len(dx) <= 500 + 3
+    breaks = dx[~np.isfinite(dy)].tolist()
+    assert breaks == [x[10], x[-2]]  # the None and the inf that follow each other: one break
+    assert np.all(np.diff(dx) > 0)
 
 
 def test_ema_matches_debiased_formula():
     v = [1.0, 2.0, 3.0]
-    out = ema(v, 0.5)
+    out = Ema(0.5).extend(v)
     # debiased: s1 = 1; s2 = (0.25*1 + 0.5*2)/(0.75); s3 = (0.125 + 0.25*2 + 0.5*3)/0.875
     assert out[0] == pytest.approx(1.0)
     assert out[1] == pytest.approx((0.25 + 1.0) / 0.75)
     assert out[2] == pytest.approx((0.125 + 0.5 + 1.5) / 0.875)
-    assert ema(v, 0.0).tolist() == v
+    assert Ema(0.0).extend(v) == v
+    assert Ema(0.5).extend([float("nan"), 1.0, float("nan")])[1:] == [1.0, 1.0]  # a gap keeps the average
+    with pytest.raises(ValueError):
+        Ema(1.0)
 
 
 # ----------------------------------------------------------------------------- training figure
@@ -211,8 +228,8 @@ def test_curve_cache_reads_only_new_records_and_caches_figure():
     assert cache.n_points == 100 and len(cache.events) == 1 and len(cache.epochs) == 1
     fig2 = cache.figure()
     assert fig2 is not fig1 and [s.x0 for s in fig2.layout.shapes] == [100]
-    # incremental EMA equals the batch EMA
-    assert cache.loss_ema[-1] == pytest.approx(ema(cache.loss, 0.9)[-1])
+    # the cache smooths exactly the points it keeps
+    assert cache.loss_ema[-1] == pytest.approx(Ema(0.9).extend(cache.loss)[-1])
     assert all(math.isfinite(x) for x in cache.loss_ema)
 
 

@@ -2,7 +2,7 @@
 
 Builders take plain data and return go.Figure; they never call Streamlit. The curve figure is
 rebuilt about once a second while a run trains, so it is built from columns with numpy and long
-curves are downsampled (bucketed min/max, which keeps spikes such as a divergence).
+curves are downsampled (`series.downsample`: bucketed min/max, which keeps spikes such as a divergence).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from .series import Ema, downsample
+
 RAW = "rgba(99,110,250,0.35)"
 SMOOTH = "#636EFA"
 TRAIN = "#00CC96"
@@ -20,55 +22,6 @@ VAL = "#EF553B"
 EVENT_COLORS = {"set": "#AB63FA", "pause": "#9AA5B1", "resume": "#9AA5B1", "stop": "#FFA15A",
                 "diverged": "#EF553B"}
 MAX_MARKERS = 60  # newest events drawn; older ones would only clutter the plot
-
-
-def downsample(xs: Sequence[float], ys: Sequence[float], max_points: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """At most `max_points` points of (xs, ys): per bucket its first, min, max and last, in x order.
-
-    Keeps the global min and max (a spike survives), the first and the last point. Non-finite y
-    values are dropped (plotly cannot draw them).
-    """
-    x = np.asarray(xs, dtype=float)
-    y = np.asarray(ys, dtype=float)
-    ok = np.isfinite(y) & np.isfinite(x)
-    if not ok.all():
-        x, y = x[ok], y[ok]
-    n = len(x)
-    max_points = max(4, int(max_points))
-    if n <= max_points:
-        return x, y
-    n_buckets = max_points // 4
-    edges = np.linspace(0, n, n_buckets + 1).astype(np.int64)
-    starts, ends = edges[:-1], edges[1:] - 1
-    # argmin/argmax per bucket: reduceat over the bucket starts
-    seg_min = np.minimum.reduceat(y, starts)
-    seg_max = np.maximum.reduceat(y, starts)
-    bucket = np.repeat(np.arange(n_buckets), np.diff(edges))
-    is_min = y == seg_min[bucket]
-    is_max = y == seg_max[bucket]
-    # first index of the min and of the max in each bucket
-    idx = np.arange(n)
-    big = n + 1
-    imin = np.minimum.reduceat(np.where(is_min, idx, big), starts)
-    imax = np.minimum.reduceat(np.where(is_max, idx, big), starts)
-    keep = np.unique(np.concatenate([starts, ends, imin, imax]))
-    return x[keep], y[keep]
-
-
-def ema(values: Sequence[float], smoothing: float = 0.9) -> np.ndarray:
-    """Debiased exponential moving average (TensorBoard's smoothing); 0 = raw."""
-    v = np.asarray(values, dtype=float)
-    out = np.empty_like(v)
-    if not 0 <= smoothing < 1:
-        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-    acc, w = 0.0, 0.0
-    a, b = smoothing, 1.0 - smoothing
-    for i, val in enumerate(v.tolist()):  # python floats: ~10x faster than indexing numpy scalars
-        if math.isfinite(val):
-            acc = a * acc + b * val
-            w = a * w + b
-        out[i] = acc / w if w else val
-    return out
 
 
 def _col(recs: Iterable[dict], key: str) -> np.ndarray:
@@ -183,8 +136,8 @@ def training_figure(
     """Loss per step (raw and EMA-smoothed) with epoch train/val loss on top; accuracy below; event markers."""
     steps, loss = _col(step_recs, "step"), _col(step_recs, "loss")
     acc = _col(step_recs, "acc")
-    return series_figure(steps, loss, ema(loss, smoothing) if len(loss) else None, epoch_recs, events,
-                         max_points, acc_smooth=ema(acc, smoothing) if len(acc) else None)
+    return series_figure(steps, loss, Ema(smoothing).extend(loss) if len(loss) else None, epoch_recs, events,
+                         max_points, acc_smooth=Ema(smoothing).extend(acc) if len(acc) else None)
 
 
 def augmentation_preview(images: np.ndarray | Sequence, cols: int = 8, title: str | None = None) -> go.Figure:
