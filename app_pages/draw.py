@@ -124,10 +124,10 @@ def _test_input(src: ModelSource, loaded: LoadedModel) -> inf.Analysis | None:
     n = len(mnist.test_x)
     st.session_state.setdefault(K + "test_idx", 0)
     idx = st.number_input("Test image index", 0, n - 1, step=1, key=K + "test_idx")
-    row = st.container(horizontal=True)  # wraps instead of cutting "Random misclassified" short
-    row.button("Random", key=K + "random", on_click=_random_index, args=(n,))
-    row.button("Random misclassified", key=K + "random_wrong", on_click=_random_wrong, args=(src, loaded),
-               help="A test image this model gets wrong")
+    # one under the other: side by side in the 300 px box cut "Random misclassified" short
+    st.button("Random", key=K + "random", on_click=_random_index, args=(n,))
+    st.button("Random misclassified", key=K + "random_wrong", on_click=_random_wrong, args=(src, loaded),
+              help="A test image this model gets wrong")
     if st.session_state.pop(K + "no_wrong", False):
         st.success("This model gets every test image right.")
     st.caption(f"Test image #{int(idx)} — true label **{int(mnist.test_y[int(idx)])}**")
