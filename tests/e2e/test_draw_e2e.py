@@ -77,7 +77,7 @@ def test_draw_predict_and_clear(streamlit_server, page, tmp_path):
     _draw(page, digit_strokes(7))
     assert 0 <= _prediction(page) <= 9
     expect_text(page, "what the model sees (28×28)")
-    expect_text(page, re.compile(r"0_conv \((relu|conv)\) — 10 maps"))  # the first conv layer's feature maps
+    expect_text(page, re.compile(r"1_conv \((relu|conv)\) — 10 maps"))  # the first conv (after seed002's pixels layer)
     expect_text(page, re.compile(r"first-layer filters"))
     expect_text(page, re.compile(r"server time for this update: \d+ ms"))
     screenshot(page, tmp_path / "drawn.png")
