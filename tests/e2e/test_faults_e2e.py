@@ -94,7 +94,11 @@ def _step_lines(run: Path) -> list[int]:
 
 def _assert_files_whole(run: Path) -> None:
     """No half-written file: JSON parses, JSONL lines parse (a flushed line is whole), .pt files load."""
+    from cnnlab.runlock import LOCK_NAME
+
     for f in sorted(run.iterdir()):
+        if f.name == LOCK_NAME:  # the writer lock file stays (empty); the kernel released its lock
+            continue
         assert not f.name.startswith("."), f"temp file left behind: {f.name}"
         if f.suffix == ".json":
             assert isinstance(json.loads(f.read_text()), dict), f.name
