@@ -87,14 +87,15 @@ def cmd_sweeps(args: argparse.Namespace) -> int:
 def add_sweep_commands(sub: argparse._SubParsersAction) -> None:
     """Register sweep and sweeps on the `python -m cnnlab` subparsers."""
     sp = sub.add_parser("sweep", help="run many trials over a search space on Ray Tune (local Ray or a cluster)")
-    sp.add_argument("--preset")
+    sp.add_argument("--preset", help="base architecture and recipe (a preset name; the Sweep page also takes custom layers)")
     sp.add_argument("--trials", type=int, help="number of trials (grid: the number of combinations)")
     sp.add_argument("--param", action="append", metavar="FIELD=SPEC",
                     help="loguniform:LO:HI, uniform:LO:HI, int:LO:HI or choice:A,B,C; fields: lr, weight_decay, "
                          "momentum, label_smoothing, batch_size, epochs, seed, optimizer, scheduler, aug_strength, "
                          "subset, width (multiplier of every hidden conv layer's channels)")
     sp.add_argument("--concurrent", type=int, help="trials at once (default: as many as there are CPUs)")
-    sp.add_argument("--search", choices=("random", "grid", "tpe"), default="random")
+    sp.add_argument("--search", choices=("random", "grid", "tpe"), default="random",
+                    help="random sampling, a grid over choice/int fields, or Optuna's TPE (default random)")
     sp.add_argument("--early-stop", action="store_true", dest="early_stop",
                     help="ASHA: stop trials whose validation accuracy falls behind")
     add_recipe_args(sp)  # the base recipe: --epochs, --subset, --lr ...
@@ -102,10 +103,10 @@ def add_sweep_commands(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--name", help="display name of the sweep (trials are named after it)")
     sp.add_argument("--sweep-id", dest="sweep_id", help=argparse.SUPPRESS)
     sp.add_argument("--definition", help=argparse.SUPPRESS)  # JSON of a SweepDef (the app's launcher)  # the app picks the id it follows
-    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     sp.add_argument("--json", action="store_true", help="print the sweep's summary as one JSON line")
     sp.set_defaults(func=cmd_sweep)
 
     lp = sub.add_parser("sweeps", help="list sweeps with their space, search and best trial")
-    lp.add_argument("--json", action="store_true")
+    lp.add_argument("--json", action="store_true", help="print the sweeps as one JSON line")
     lp.set_defaults(func=cmd_sweeps)

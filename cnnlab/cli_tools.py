@@ -66,10 +66,10 @@ def add_tool_commands(sub: Any) -> None:
     from .lrfind import STEPS
 
     lp = sub.add_parser("lr-find", help="LR range test: suggest a learning rate for a preset's recipe")
-    lp.add_argument("--preset", required=True)
+    lp.add_argument("--preset", required=True, help="architecture and recipe to test (a preset name)")
     add_recipe_args(lp)  # --lr is ignored: the test sweeps it
     lp.add_argument("--steps", type=int, default=STEPS, help=f"steps from 1e-6 to 10 (default {STEPS})")
-    lp.add_argument("--quiet", action="store_true")
+    lp.add_argument("--quiet", action="store_true", help="no progress on stderr")
     lp.add_argument("--json", action="store_true", help="print the result and the curve as one JSON line")
     lp.set_defaults(func=cmd_lr_find)
 

@@ -20,7 +20,7 @@ def _subparsers(ap: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParse
 def test_every_option_of_every_command_has_a_help_text():
     for name, sp in _subparsers(cli.build_parser()).items():
         missing = [a.dest for a in sp._actions
-                   if not isinstance(a, argparse._HelpAction) and not (a.help and a.help != argparse.SUPPRESS)]
+                   if not isinstance(a, argparse._HelpAction) and not a.help]  # SUPPRESS: internal, hidden on purpose
         assert missing == [], f"{name}: no help for {missing}"
 
 
