@@ -74,8 +74,8 @@ def add_tool_commands(sub: Any) -> None:
     lp.set_defaults(func=cmd_lr_find)
 
     ep = sub.add_parser("export", help="export a saved run's model: standalone code, ONNX or TorchScript")
-    ep.add_argument("run_id")
-    ep.add_argument("--format", choices=FORMATS, default="code")
+    ep.add_argument("run_id", help="the saved run to export (see `runs`)")
+    ep.add_argument("--format", choices=FORMATS, default="code", help="code (model.py + safetensors + predict.py), onnx or torchscript")
     ep.add_argument("--out", required=True, help="folder to write into (created if needed)")
     ep.add_argument("--weights", choices=WEIGHTS, help="which checkpoint (default: best, else last)")
     ep.add_argument("--json", action="store_true", help="print the written files as one JSON line")
