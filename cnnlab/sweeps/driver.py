@@ -45,6 +45,7 @@ class _TrialProxy:
         self.cfg = cfg
         self.epoch, self.step = 0, 0
         self.steps_per_epoch = cfg.steps_per_epoch()
+        self.epochs = cfg.epochs  # planned epochs (a trial's count is not changed live)
         self.best_val_acc: float | None = None
         self.best_epoch: int | None = None
         self.state: dict | None = None
