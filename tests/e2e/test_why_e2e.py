@@ -107,7 +107,11 @@ def test_draw_across_epochs_and_map_star(streamlit_server, page, store_dir, tmp_
     goto(page, server.url, timeout=120_000)
     page.locator(NAV_LINKS).filter(has_text="Draw").first.click()
     wait_for_app(page, timeout=60_000)
-    select_option(page, "Model", "three epochs — best epoch, val " + _val(root, ids["three"]), timeout=60_000)
+    from cnnlab.runs import RunStore
+
+    info = RunStore(root).get(ids["three"]).info()  # one entry per run: name · preset · val (best weights default)
+    select_option(page, "Model", f"three epochs · {info.preset or 'custom'} · val {_val(root, ids['three'])}",
+                  timeout=60_000)
     _click(page, page.get_by_text("Test-set image", exact=True).first)
     _click(page, page.get_by_text("Across epochs", exact=True).first)
     expect_text(page, re.compile(r"Top class after each epoch: 1: \d, 2: \d, 3: \d"), timeout=60_000)
