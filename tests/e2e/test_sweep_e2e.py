@@ -96,7 +96,9 @@ def test_define_watch_stop_and_compare_a_sweep(streamlit_server, page, tmp_path)
         expect_text(page, re.compile(r"Hyperparameters → validation accuracy \([1-9]\d* trials?\)"), timeout=300_000)
         _say('expect_text(page, "Best val ac')
         expect_text(page, "Best val acc", timeout=30_000)
-        assert page.locator('[data-testid="stPlotlyChart"] .parcoords').count() >= 1
+        from playwright.sync_api import expect
+
+        expect(page.locator('[data-testid="stPlotlyChart"] .parcoords').first).to_be_attached(timeout=60_000)
         _say('running = _wait(')
         running = _wait(lambda: [r for r, s in _statuses(store).items() if s == "running"], 120, "a running trial")
         # stop one trial: the default choice of "Trial to stop" is the first running one
