@@ -594,6 +594,14 @@ def _cbrd(out: int, k: int = 3, pad: int = 0, drop: float | None = None) -> list
     return block + ([{"type": "dropout2d", "p": drop}] if drop else [])
 
 
+def _era_recipe(batch_size: int) -> dict:
+    """Seeds 001 and 003 (ERA course): SGD 0.01 m0.9, StepLR(15, 0.1), 20 epochs, crop-zoom + rotation,
+    all 60k images with the test set as validation; they differ only in batch size."""
+    return {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "scheduler": "step", "step_size": 15,
+            "gamma": 0.1, "batch_size": batch_size, "epochs": 20,
+            "data": {"augment": True, "aug_kind": "cropzoom", "aug_strength": 1.0, **SEED_VAL_TEST}}
+
+
 def _pad(l: int, r: int, t: int, b: int) -> dict:  # noqa: E741
     return {"type": "pad", "l": l, "r": r, "t": t, "b": b}
 
@@ -663,9 +671,7 @@ def seed001() -> Preset:
         [*_cbrd(16, drop=0.1), *_cbrd(24, drop=0.1), MP, *_cbrd(16, 1),
          *_cbrd(20, 3, 1), *_cbrd(25), MP, *_cbrd(19, 1),
          *_cbrd(29), _conv(10, 3), FL, {"type": "logsoftmax"}],
-        {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "scheduler": "step", "step_size": 15,
-         "gamma": 0.1, "batch_size": 256, "epochs": 20,
-         "data": {"augment": True, "aug_kind": "cropzoom", "aug_strength": 1.0, **SEED_VAL_TEST}},
+        _era_recipe(batch_size=256),
         "99.52% test accuracy after 20 epochs (19,865 parameters)",
         source="github.com/abhilashreddyy/LearnDeepLearning: S6-Assignment-Solution/Part-2/README.md and "
                "Session_6_Solution.ipynb",
@@ -724,9 +730,7 @@ def seed003() -> Preset:
         [_conv(32, **nb), R, _conv(64, **nb), MP, R, _conv(128, **nb), R, _conv(256, **nb), MP, R, FL,
          {"type": "linear", "out": 50, "bias": False}, R, {"type": "linear", "out": 10, "bias": False},
          {"type": "logsoftmax"}],
-        {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "scheduler": "step", "step_size": 15,
-         "gamma": 0.1, "batch_size": 512, "epochs": 20,
-         "data": {"augment": True, "aug_kind": "cropzoom", "aug_strength": 1.0, **SEED_VAL_TEST}},
+        _era_recipe(batch_size=512),
         "99.33% test accuracy after 20 epochs (the notebook's output; the README gives no figure)",
         source="github.com/prajnaraipn7/Era_Assignment_S5: model.py, utils.py, s5_prajna.ipynb (the README "
                "points to prajnaraipn7/ERA_V1, which holds the same README and code)",
