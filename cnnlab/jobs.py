@@ -77,6 +77,12 @@ from .runs import ACTIVE, RunHandle, RunInfo, RunStore, _effective_status
 FINAL = ("done", "stopped", "failed", "diverged", "interrupted")
 MAX_CONCURRENT = 16  # jobs at once, at most (the page's "Jobs at once")
 IPS_SMOOTHING = 0.1  # EMA weight of the newest images/s sample
+PHASES = {  # what a started job does before its first step, in order (JobView.phase)
+    "data": "loading MNIST into memory",
+    "resume": "reading the last checkpoint",
+    "model": "building the model and the data splits",
+    "steps": "running the first steps",
+}
 
 
 def cpu_cores() -> int:
@@ -150,7 +156,12 @@ class _Job:
         self.test_acc: float | None = None
         self.thread_budget: Callable[[], int] | None = None  # set by the manager; read in the worker
         self.waiting_for: Callable[[], str] | None = None  # set by the manager: a queued job's message
+        self.phase = ""  # what a started job does before its first step (shown by the page)
         self._threads = 0
+
+    def set_phase(self, phase: str) -> None:
+        with self.lock:
+            self.phase = phase
 
     # ---- sink (called in the worker thread, after the recorder has persisted the record)
     def on_start(self, trainer: Trainer) -> None:
@@ -173,6 +184,7 @@ class _Job:
         self.adjust_threads()
         with self.lock:
             self.records.append(rec)
+            self.phase = ""
             self.step, self.epoch = rec["step"], rec["epoch"]
             ips = rec.get("ips")
             if self._skip_ips:  # the first window after a pause includes the pause
@@ -247,6 +259,8 @@ class JobView:
     parent = property(lambda self: self._job.fork_from, doc='{"run_id", "epoch"} of a fork, else None')
     name = property(lambda self: self._get("name"))
     status = property(lambda self: self._get("status"))
+    phase = property(lambda self: self._get("phase"),
+                     doc="what a started job does before its first step (loading data, building the model...)")
 
     @property
     def message(self) -> str:
@@ -316,6 +330,22 @@ class JobManager:
         self._running: set[_Job] = set()  # jobs, not ids: a resumed run reuses its id while the old thread exits
         self._seq = itertools.count()
         self._closed = False
+
+    def preload_data(self) -> threading.Thread:
+        """Load MNIST in a background thread now, so that the first Launch starts training at once.
+
+        A job's first step waits for the data (seconds: torchvision and the files); loaded once per
+        process, it is shared by every later job. Errors are left for the job that needs the data.
+        """
+        def _load() -> None:
+            try:
+                self._mnist_loader()
+            except Exception:  # noqa: BLE001 - the job that needs the data reports it
+                pass
+
+        thread = threading.Thread(target=_load, name="cnnlab-preload-mnist", daemon=True)
+        thread.start()
+        return thread
 
     # ---- submitting
     def submit(self, preset: str, spec: list[dict], cfg: TrainConfig, *, name: str | None = None,
@@ -632,8 +662,12 @@ class JobManager:
         try:
             job.thread_budget = self._thread_budget
             job.adjust_threads()
+            job.set_phase(PHASES["data"])
             mnist = self._mnist_loader()
+            if job.mode == "resume":
+                job.set_phase(PHASES["resume"])
             resume_state = self._prepare_resume(job) if job.mode == "resume" else None
+            job.set_phase(PHASES["model"])
             trainer = Trainer(job.spec, job.cfg, mnist, control=job.control,
                               sink=with_health(RunRecorder(job.handle, forward=job)), resume_state=resume_state,
                               init_weights=job.init_weights)
@@ -641,6 +675,7 @@ class JobManager:
                 trainer.epoch, trainer.step = job.start_epoch, job.start_epoch * trainer.steps_per_epoch
             job.init_weights = None
             job.trainer = trainer
+            job.set_phase(PHASES["steps"])
             trainer.run()
         except BaseException as exc:  # noqa: BLE001 - a job must end with a status, whatever happened
             message = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"

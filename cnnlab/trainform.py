@@ -264,9 +264,12 @@ def status_line(view: Any) -> tuple[str, str]:
         return "warning", msg or "Interrupted: the process that trained it ended."
     if st == "paused":
         return "info", "Paused — press Resume to continue."
+    phase = getattr(view, "phase", "") if st in ("queued", "running") else ""  # before its first step
+    if phase:  # Launch to the first curve point can take seconds: say what happens
+        return "info", f"Starting… {phase}; the curve appears with the first step."
     if st == "queued":
         return "info", msg or "Queued: waiting for a free training slot (2 run at once)."
-    if not getattr(view, "step", 0):  # Launch to the first curve point can take seconds: say what happens
+    if not getattr(view, "step", 0):
         return "info", ("Starting… loading MNIST into memory, building the model, then the first steps; the "
                         "curve appears with the first step.")
     return "info", f"Training… {msg}".strip()

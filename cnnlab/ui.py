@@ -30,9 +30,18 @@ def keep_training_fast() -> None:
 
 @st.cache_resource(show_spinner=False)
 def get_manager() -> JobManager:
-    """The process-wide job manager (shared by all sessions and tabs; survives page reloads)."""
+    """The process-wide job manager (shared by all sessions and tabs; survives page reloads).
+
+    MNIST is loaded in the background as soon as the files are there (never downloaded from here): the
+    first Launch then trains within a second instead of waiting for the data.
+    """
+    from . import data, datacheck, settings
+
     keep_training_fast()
-    return JobManager(RunStore()).stop_on_exit()
+    manager = JobManager(RunStore()).stop_on_exit()
+    if datacheck.files_present(settings.data_dir()) == len(data.RAW_FILES):  # no download started from here
+        manager.preload_data()
+    return manager
 
 
 @st.cache_resource(show_spinner=False)

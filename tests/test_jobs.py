@@ -251,6 +251,37 @@ def test_jobs_that_raise_fail_with_their_traceback_and_the_queue_goes_on(tmp_pat
         m.shutdown()
 
 
+def test_a_started_job_says_what_it_does_until_its_first_step(store, mnist) -> None:
+    from cnnlab import trainform as tf
+    from cnnlab.jobs import PHASES
+
+    gate, calls = threading.Event(), []
+
+    def loader():  # the real data, held back until the test has looked at the page's line
+        calls.append(threading.current_thread().name)
+        gate.wait(30)
+        return mnist
+
+    m = JobManager(store, max_concurrent=1, mnist_loader=loader)
+    try:
+        preload = m.preload_data()  # the app loads the data at start, in the background
+        wait_for(lambda: calls, what="the preload to call the loader")
+        rid = m.submit("tiny", TINY, cfg(epochs=1))
+        view = m.get(rid)
+        wait_for(lambda: view.phase == PHASES["data"], what="the loading phase")
+        level, line = tf.status_line(view)
+        assert level == "info" and line.startswith("Starting… loading MNIST into memory"), line
+        gate.set()
+        preload.join(10)
+        assert not preload.is_alive() and calls[0] == "cnnlab-preload-mnist"
+        wait_for(lambda: view.step > 0, what="the first step")
+        assert view.phase == "" and tf.status_line(view)[1].startswith("Training…")
+        assert m.wait(rid, 60).status == "done" and view.phase == ""
+    finally:
+        gate.set()
+        m.shutdown()
+
+
 def test_fork_starts_from_the_parents_epoch_weights_and_records_its_parent(store, mnist) -> None:
     m = JobManager(store, max_concurrent=1, mnist_loader=lambda: mnist)
     try:

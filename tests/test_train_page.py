@@ -145,6 +145,33 @@ def test_launch_tiny_run_then_pause_resume_stop(manager):
     assert not at.exception
 
 
+def test_the_page_says_what_a_launched_run_does_before_its_first_step(manager, mnist):
+    import threading
+
+    gate = threading.Event()
+
+    def loader():  # the real data, held back so that the page can be read while the job waits for it
+        gate.wait(30)
+        return mnist
+
+    manager._mnist_loader = loader
+    at = _app()
+    _tiny(at, subset=512, epochs=1)
+    try:
+        at.button(key=K + "launch").click().run()
+        (rid,) = [j.id for j in manager.jobs()]
+        _wait(lambda: manager.get(rid).phase, what="the job to start")
+        at.run()
+        assert any(i.value.startswith("Starting… loading MNIST into memory") for i in at.info), _texts(at)
+        assert not any("Queued" in i.value for i in at.info), _texts(at)
+    finally:
+        gate.set()
+    _wait(lambda: manager.get(rid).step > 0, what="the first step")
+    at.run()
+    assert not any(i.value.startswith("Starting…") for i in at.info), _texts(at)
+    assert not at.exception
+
+
 def test_refresh_reattaches_via_query_param(manager):
     from cnnlab import trainform as tf
 
