@@ -331,7 +331,8 @@ def watch() -> None:
     st.progress(frac, text=ptext)
     _controls(v)
 
-    source = "job" if rid in {j.id for j in jobs} else st.session_state[K + "stored"][0]
+    # a stored run's curve cache lives until its files are rewritten (its records are read incrementally)
+    source = "job" if rid in {j.id for j in jobs} else ("stored", v.generation)
     cache = st.session_state.get(K + "curves")
     if cache is None or cache.run_id != rid or st.session_state.get(K + "curves_src") != source:
         cache = st.session_state[K + "curves"] = tf.CurveCache.for_view(rid, v)

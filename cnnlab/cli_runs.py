@@ -15,7 +15,7 @@ from typing import Any
 
 from .cli import Progress, _print_json, add_recipe_args, final_json, recipe_overrides
 
-POLL_S = 0.1
+POLL_S = 1.0  # at most this long between looks at the status (a record or the end wakes it sooner)
 
 
 def _info_dict(info: Any) -> dict:
@@ -73,7 +73,7 @@ def _follow(manager: Any, run_id: str, quiet: bool) -> Any:
             if final:
                 progress.bar.close()
                 return view
-            time.sleep(POLL_S)
+            view.wait_records(k, timeout=POLL_S)  # wakes at the next record or the job's end
     except KeyboardInterrupt:
         manager.stop(run_id)
         manager.wait(run_id, timeout=10)

@@ -16,74 +16,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from . import records as R
 from .errors import CheckpointError, LabError
 from .plots.series import downsample
 from .runs import ACTIVE, RunInfo, RunStore
-
-# ------------------------------------------------------------------ small cached readers
-
-_json_cache: dict[tuple[str, int, int], Any] = {}
-
-
-def _read_json_cached(path: Path) -> dict:
-    """A JSON object file, cached by (path, mtime, size); {} when missing or unreadable."""
-    try:
-        st = path.stat()
-    except OSError:
-        return {}
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    if key not in _json_cache:
-        if len(_json_cache) > 2048:
-            _json_cache.clear()
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            obj = {}
-        _json_cache[key] = obj if isinstance(obj, dict) else {}
-    return _json_cache[key]
-
-
-class _JsonlTail:
-    """Records of one growing JSONL file, re-reading only the bytes appended since last time."""
-
-    def __init__(self) -> None:
-        self.offset = 0
-        self.ino: int | None = None
-        self.records: list[dict] = []
-
-
-_tails: dict[str, _JsonlTail] = {}
-_tails_lock = threading.Lock()
-
-
-def read_records(path: Path) -> list[dict]:
-    """All complete JSON-object lines of `path` (cheap to call every second on a growing file)."""
-    path = Path(path)
-    with _tails_lock:
-        tail = _tails.setdefault(str(path), _JsonlTail())
-        try:
-            st = path.stat()
-        except OSError:
-            _tails.pop(str(path), None)
-            return []
-        if st.st_ino != tail.ino or st.st_size < tail.offset:  # replaced or truncated: start over
-            tail.offset, tail.ino, tail.records = 0, st.st_ino, []
-        if st.st_size > tail.offset:
-            with open(path, "rb") as f:
-                f.seek(tail.offset)
-                data = f.read(st.st_size - tail.offset)
-            end = data.rfind(b"\n")
-            if end >= 0:  # a partial last line waits for its newline
-                for line in data[: end + 1].split(b"\n")[:-1]:
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(rec, dict):
-                        tail.records.append(rec)
-                tail.offset += end + 1
-        return list(tail.records)
-
 
 # ------------------------------------------------------------------ the runs table
 
@@ -110,10 +46,8 @@ def _created_text(iso: Any) -> str:
 
 
 def run_row(info: RunInfo, names: dict[str, str] | None = None) -> dict:
-    """One table row for a run (config.json and status.json read through a small cache)."""
-    cfg = _read_json_cached(info.path / "config.json")
-    status = _read_json_cached(info.path / "status.json")
-    recipe = cfg.get("recipe") if isinstance(cfg.get("recipe"), dict) else {}
+    """One table row for a run (from its RunInfo: nothing is read here)."""
+    recipe = info.recipe if isinstance(info.recipe, dict) else {}
     data = recipe.get("data") if isinstance(recipe.get("data"), dict) else {}
     parent = info.parent if isinstance(info.parent, dict) else None
     parent_text = ""
@@ -121,13 +55,11 @@ def run_row(info: RunInfo, names: dict[str, str] | None = None) -> dict:
         pid = str(parent.get("run_id"))
         parent_text = f"{(names or {}).get(pid, pid)} @ epoch {parent.get('epoch')}"
     arch = info.preset or "custom"
-    if cfg.get("title"):
-        arch = f"{arch} ({cfg['title']})"
+    if info.title:
+        arch = f"{arch} ({info.title})"
     planned = info.epochs_planned
     done = info.epochs if isinstance(info.epochs, int) else 0
-    train_s = _num(status.get("train_s"))
-    if train_s is None:
-        train_s = _num(status.get("wall_s"))
+    train_s = _num(info.train_s)
     problem = info.error or (info.message if info.status in ("failed", "diverged", "interrupted") else "")
     return {
         "name": info.name,
@@ -266,16 +198,13 @@ class Curve:
     markers: list[dict] | None = None  # events: {"x", "y", "text", "event"}
 
 
-def _steps_per_epoch(run_path: Path) -> int | None:
-    status = _read_json_cached(run_path / "status.json")
-    spe = status.get("steps_per_epoch")
-    if isinstance(spe, int) and spe > 0:
-        return spe
-    recipe = _read_json_cached(run_path / "config.json").get("recipe")
+def _steps_per_epoch(info: RunInfo) -> int | None:
+    if info.steps_per_epoch:
+        return info.steps_per_epoch
     try:
         from .engine import TrainConfig
 
-        return TrainConfig.from_dict(recipe).steps_per_epoch()
+        return TrainConfig.from_dict(info.recipe).steps_per_epoch()
     except Exception:  # an odd recipe only loses the fractional-epoch axis
         return None
 
@@ -323,9 +252,9 @@ def run_curve(store: RunStore, info: RunInfo, metric: str, xaxis: str,
         raise LabError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
     if xaxis not in XAXES:
         raise LabError(f"unknown x axis {xaxis!r}; known: {', '.join(XAXES)}")
-    records = read_records(info.path / "metrics.jsonl")
-    events = read_records(info.path / "events.jsonl")
-    spe = _steps_per_epoch(info.path)
+    reader = R.stored(info.path)
+    records, events = reader.metrics(), reader.events()
+    spe = _steps_per_epoch(info)
     parent = info.parent if isinstance(info.parent, dict) else None
     t_offset = 0.0
     fork_x = None
@@ -399,8 +328,7 @@ def curves(store: RunStore, infos: list[RunInfo], metric: str, xaxis: str) -> li
         parent = info.parent if isinstance(info.parent, dict) else None
         if parent:
             try:
-                ppath = store._dir(parent.get("run_id"))
-                parent_records = read_records(ppath / "metrics.jsonl")
+                parent_records = R.stored(store.run_dir(parent.get("run_id"))).metrics()
             except LabError:
                 parent_records = None
         out.append(run_curve(store, info, metric, xaxis, parent_records))

@@ -4,7 +4,8 @@
 more wait in a FIFO queue. Every job writes to the run store through `recorder.RunRecorder`, so app
 and CLI runs look the same on disk, and to an in-memory, append-only record list that any number of
 readers follow with `JobView.records_since(k)` (readers never consume: several tabs can follow one job).
-The worker never imports or calls Streamlit.
+The worker never imports or calls Streamlit. The record list is a `records.RunRecords`: once a job has ended
+its records are on disk, the list is dropped and its readers read the store (`records.stored`).
 
 Policies:
 - **States**: queued, running, paused, done, stopped, failed, diverged (interrupted is what the store
@@ -72,6 +73,7 @@ from .errors import CheckpointError, ConfigError, LabError
 from .health import with_health
 from .models import validate_spec
 from .recorder import RunRecorder, create_run
+from .records import RunRecords
 from .runs import ACTIVE, RunHandle, RunInfo, RunStore, _effective_status
 
 FINAL = ("done", "stopped", "failed", "diverged", "interrupted")
@@ -119,13 +121,6 @@ def _epochs_set_after(events: list[dict], step: int, epoch: int) -> int | None:
     return int(later) if isinstance(later, (int, float)) else None
 
 
-def merge_records(metrics: list[dict], events: list[dict]) -> list[dict]:
-    """Step/epoch records and events of a stored run in emission order (events after their step's record)."""
-    tagged = [(int(r.get("step") or 0), 0, i, r) for i, r in enumerate(metrics)]
-    tagged += [(int(r.get("step") or 0), 1, i, r) for i, r in enumerate(events)]
-    return [r for *_, r in sorted(tagged, key=lambda t: t[:3])]
-
-
 class _Job:
     """Everything about one job; the worker writes it (as the recorder's forward sink), views read it."""
 
@@ -137,7 +132,7 @@ class _Job:
         self.mode, self.init_weights, self.start_epoch, self.fork_from = mode, init_weights, start_epoch, fork_from
         self.created = time.time()
         self.lock = threading.Lock()
-        self.records: list[dict] = []
+        self.records = RunRecords(handle.path)  # memory while it trains; the store once it has ended
         self.control = Control(LiveParams(cfg.lr, cfg.momentum, cfg.weight_decay,
                                           cfg.data.aug_strength if cfg.data.augment else 0.0, cfg.epochs))
         self.stop_after_epoch = False
@@ -296,10 +291,11 @@ class JobView:
 
     def records_since(self, k: int) -> tuple[list[dict], int]:
         """Step/epoch/event records after index `k` (copies) and the index to ask from next time."""
-        with self._job.lock:
-            recs = self._job.records[max(0, k):]
-            n = len(self._job.records)
-        return [dict(r) for r in recs], n
+        return self._job.records.since(k)
+
+    def wait_records(self, k: int, timeout: float | None = None) -> bool:
+        """Block until records after index `k` arrive or the job ends (or `timeout` passes)."""
+        return self._job.records.wait(k, timeout)
 
     def live_values(self) -> dict:
         """Current lr, momentum, weight_decay, aug_strength, epochs (pending changes included)."""
@@ -653,6 +649,7 @@ class JobManager:
             pass
         job.handle.release_writer()
         job.end_unstarted(status, message)
+        job.records.close()
 
     def _thread_budget(self) -> int:
         return self.fixed_threads or threads_per_job(len(self._running))
@@ -695,6 +692,7 @@ class JobManager:
                 job.fail("the training thread ended without a status", "")
             job.trainer, job.init_weights = None, None
             job.handle.release_writer()  # after the final status: the next writer may take over
+            job.records.close()  # on disk by now: readers go to the store, the memory is freed
             with self._lock:
                 self._running.discard(job)
                 self._pump()
@@ -725,12 +723,12 @@ class JobManager:
         handle.rewind(step, epoch)
         if later is not None:  # changed after the checkpoint: apply it again at the resume step
             job.control.live.set(epochs=later)
-        prefill = merge_records(handle.read_metrics(), handle.read_events())
+        job.records.prefill()
+        prefill = job.records.since(0)[0]
         rec = {"kind": "event", "event": "resumed", "step": step, "epoch": epoch + 1, "from_epoch": epoch,
                "t": time.time()}
         handle.append_event(rec)
         with job.lock:
-            job.records.extend(prefill)
             job.records.append(rec)
             job.epochs_done, job.epoch, job.step = epoch, epoch, step
             best = [r.get("val_acc") for r in prefill if r.get("kind") == "epoch" and r.get("val_acc") is not None]

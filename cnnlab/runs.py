@@ -39,6 +39,7 @@ from cnnlab import settings
 from cnnlab.errors import CheckpointError, LabError
 from cnnlab.fsutil import (TMP_PREFIX, atomic_torch_save, atomic_write_bytes, atomic_write_json,
                            disk_full_as_message, dumps)
+from cnnlab.records import read_jsonl
 from cnnlab.runlock import RunLock, acquire, is_locked
 
 STATUSES = ("queued", "running", "paused", "done", "stopped", "failed", "diverged", "interrupted")
@@ -226,31 +227,8 @@ def _load_error_cause(exc: Exception) -> str:
     return f"{type(exc).__name__}: {line[:200]}"
 
 
-def read_jsonl(path: Path, since: int = 0) -> list[dict]:
-    """Records `since`.. of a JSONL file; a partial last line (a writer mid-write or killed) is skipped.
-
-    Indexes count complete, parseable object lines, so they are stable while the file grows. Read a line
-    at a time: memory holds the records, never a second copy of the file.
-    """
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return []
-    out: list[dict] = []
-    k = 0
-    with f:
-        for line in f:
-            if not line.endswith(b"\n"):  # no newline yet: partial
-                break
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                if k >= since:
-                    out.append(rec)
-                k += 1
-    return out
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
 
 
 def _int(value: Any, default: int) -> int:
@@ -385,6 +363,10 @@ class RunInfo:
     epochs_planned: int | None = None  # status.json's epochs_planned (live-editable), else recipe["epochs"]
     error: str | None = None
     sweep: str | None = None  # id of the sweep this run is a trial of
+    title: str = ""  # config.json's title (a seed's long name)
+    recipe: dict = field(default_factory=dict)  # config.json's recipe as stored (may be odd in an imported run)
+    train_s: float | None = None  # status.json's training seconds (train_s, else wall_s)
+    steps_per_epoch: int | None = None  # status.json's, once the run has started
 
 
 class RunHandle:
@@ -612,6 +594,7 @@ class RunHandle:
             info.params, info.parent = cfg.get("params"), cfg.get("parent")
             info.sweep = cfg.get("sweep") if isinstance(cfg.get("sweep"), str) else None
             recipe = cfg.get("recipe") if isinstance(cfg.get("recipe"), dict) else {}
+            info.recipe, info.title = recipe, str(cfg.get("title") or "")
             info.epochs_planned = recipe.get("epochs")
         except LabError as exc:
             problems.append(str(exc))
@@ -630,6 +613,9 @@ class RunHandle:
                 info.epochs = self.saved_epoch("last") if self.saved_epoch("last") is not None else info.epochs
             if isinstance(st.get("epochs_planned"), int):  # a live epochs change outdates the recipe's
                 info.epochs_planned = st["epochs_planned"]
+            info.train_s = next((float(v) for v in (st.get("train_s"), st.get("wall_s")) if _finite(v)), None)
+            spe = st.get("steps_per_epoch")
+            info.steps_per_epoch = spe if isinstance(spe, int) and not isinstance(spe, bool) and spe > 0 else None
         except LabError as exc:
             problems.append(str(exc))
         if info.test_acc is None:
@@ -684,6 +670,10 @@ class RunStore:
         if path.resolve().parent != self.root:
             raise InvalidRunId(f"run id {run_id!r} points outside the run store")
         return path
+
+    def run_dir(self, run_id: Any) -> Path:
+        """The folder of a run id (InvalidRunId for an unsafe id); it may not exist."""
+        return self._dir(run_id)
 
     def exists(self, run_id: str) -> bool:
         """Whether a run folder with this (valid) id exists."""

@@ -578,13 +578,15 @@ class StoredRunView:
     traceback = ""
 
     def __init__(self, handle: Any, info: Any):
-        from .jobs import merge_records
+        from . import records
 
         self.handle, self.info = handle, info
         self.id, self.preset = handle.id, info.preset or "run"
         self.name, self.status = info.name, info.status
         self.message = info.error if info.status == "error" else info.message
-        self._records = merge_records(handle.read_metrics(), handle.read_events())
+        self._records = records.stored(handle.path)  # shared and incremental: a poll reads only what was appended
+        self._records.refresh()
+        self.generation = self._records.generation  # changes when the files were rewritten (a resume's rewind)
         try:
             st = handle.status
         except LabError:
@@ -599,7 +601,7 @@ class StoredRunView:
             self.traceback = st.get("traceback") or ""
 
     def records_since(self, k: int) -> tuple[list[dict], int]:
-        return [dict(r) for r in self._records[max(0, k):]], len(self._records)
+        return self._records.since(k)
 
     def live_values(self) -> dict:
         return {}

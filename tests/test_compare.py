@@ -170,18 +170,6 @@ def test_diverged_curve_keeps_finite_points_and_marks_divergence(store):
     assert P.overlay_curves([c], "train loss", "step").data  # builds
 
 
-def test_read_records_is_incremental_and_skips_partial_lines(tmp_path):
-    path = tmp_path / "m.jsonl"
-    path.write_text('{"a": 1}\n{"a": 2}\n{"a"')
-    assert C.read_records(path) == [{"a": 1}, {"a": 2}]
-    with open(path, "a") as f:
-        f.write(': 3}\n{"a": 4}\n')
-    assert C.read_records(path) == [{"a": 1}, {"a": 2}, {"a": 3}, {"a": 4}]
-    path.write_text('{"b": 1}\n')  # truncated/replaced: start over
-    assert C.read_records(path) == [{"b": 1}]
-    assert C.read_records(tmp_path / "missing.jsonl") == []
-
-
 def test_overlay_keeps_a_divergence_spike_of_a_long_run(tmp_path):
     """5000 steps drawn with at most MAX_POINTS points: the one-step spike stays, at its own step (an even
     stride of 13 would skip index 3216)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..compare import read_records
+from .. import records as R
 from ..engine import TrainConfig
 from ..models import get_preset, parse_spec_text
 from ..runs import RunStore
@@ -56,7 +56,7 @@ def curves(store: RunStore, rows: list[dict]) -> list[dict]:
     """Validation accuracy per epoch of each trial (read incrementally from metrics.jsonl)."""
     out = []
     for r in rows:
-        recs = [x for x in read_records(store.root / r["run_id"] / "metrics.jsonl") if x.get("kind") == "epoch"]
+        recs = [x for x in R.stored(store.run_dir(r["run_id"])).metrics() if x.get("kind") == "epoch"]
         if recs:
             out.append({"run_id": r["run_id"], "name": f"#{r['trial']}", "epochs": [x["epoch"] for x in recs],
                         "val_acc": [x.get("val_acc") for x in recs]})
