@@ -7,15 +7,13 @@ import streamlit as st
 from cnnlab import compare as C
 from cnnlab import fixes
 
-from cnnlab import export as E
 from cnnlab.errors import LabError
 from cnnlab.models import summarize
 from cnnlab.plots import evaluation as P
 from cnnlab.plots import why
 from cnnlab.runs import ACTIVE
-from cnnlab.modelsource import ModelRef, ModelSource
 from cnnlab.textsafe import md_text
-from cnnlab.ui import get_manager, pick_one, show_error, test_map_view
+from cnnlab.ui import get_lab, pick_one, show_error, test_map_view
 
 K = "compare_"  # widget-key namespace of this page
 SEL = K + "selected"  # the selected run ids (the multiselect's key; the table's ticks feed it)
@@ -27,10 +25,9 @@ FIRST_RUN = """**No runs yet.** Make a first one:
 Runs from the app and from the command line land in the same store and show up here alike.
 You can also import a run zip (at the bottom of this page)."""
 
-manager = get_manager()
-store = manager.store
+lab = get_lab()
 ss = st.session_state
-infos = manager.list_runs()
+infos = lab.list_runs()
 by_id = {i.id: i for i in infos}
 names = {i.id: i.name for i in infos}
 ss[SEL] = [rid for rid in ss.get(SEL, []) if rid in by_id]  # deleted runs drop out
@@ -115,7 +112,7 @@ order = sel + [rid for rid in by_id if rid not in sel]  # pickers: selected runs
 @st.fragment(run_every=2.0)
 def overlay() -> None:
     """Curves of the selected runs, redrawn every 2 s so live runs grow; reruns the page on store changes."""
-    fresh = manager.list_runs()
+    fresh = lab.list_runs()
     if C.listing_signature(fresh) != ss.get(K + "seen"):
         st.rerun(scope="app")  # a run appeared, vanished or changed status: refresh the table too
     if not fresh:
@@ -129,7 +126,7 @@ def overlay() -> None:
     if not chosen:
         st.caption("Select runs in the table to overlay their curves.")
         return
-    curves = C.curves(store, chosen, metric, xaxis)
+    curves = lab.curves(chosen, metric, xaxis)
     st.plotly_chart(P.overlay_curves(curves, metric, xaxis), key=K + "overlay")
     notes = []
     if any(c.fork_x is not None for c in curves):
@@ -153,7 +150,7 @@ if len(by_id) >= 2:
     with d2:
         b = pick("Run B", K + "diff_b", order, 1)
     try:
-        diff = C.config_diff(store.get(a).config, store.get(b).config)
+        diff = C.config_diff(lab.config(a), lab.config(b))
     except LabError as exc:
         show_error(exc)
     else:
@@ -173,7 +170,7 @@ if infos:
         rid = pick("Run to evaluate", K + "eval_run", order)
     info = by_id[rid]
     try:
-        weights = C.available_checkpoints(store, rid)
+        weights = lab.available_checkpoints(rid)
     except LabError as exc:
         weights = []
         show_error(exc)
@@ -185,7 +182,7 @@ if infos:
         which = e2.radio("Weights", weights, key=K + "eval_which", horizontal=True)
         try:
             with st.spinner("Predicting the 10,000 test images…"):
-                ev = C.evaluate_run(store, rid, which)
+                ev = lab.evaluate(rid, which)
         except LabError as exc:
             show_error(exc)
             ev = None
@@ -238,7 +235,7 @@ if infos:
     with st.expander("Model summary"):
         try:
             table = [{k: (str(v) if k == "receptive field" else v) for k, v in row.items()}  # ints and "-"
-                     for row in summarize(store.get(rid).config["spec"]).table()]
+                     for row in summarize(lab.config(rid)["spec"]).table()]
             st.dataframe(table, hide_index=True, key=K + "summary")
         except (LabError, KeyError, TypeError) as exc:
             st.warning(f"No model summary: {md_text(exc)}")
@@ -260,7 +257,7 @@ if len(with_weights) >= 2 and st.toggle("Compare the test errors of two runs", k
     else:
         try:
             with st.spinner("Predicting the test set with both models…"):
-                diff = fixes.error_diff(C.evaluate_run(store, fa, fw), C.evaluate_run(store, fb, fw))
+                diff = fixes.error_diff(lab.evaluate(fa, fw), lab.evaluate(fb, fw))
         except LabError as exc:
             show_error(exc)
             diff = None
@@ -293,7 +290,7 @@ if with_weights:
             mrid = pick("Run", K + "map_run", with_weights)
         mwhich = m2.radio("Weights", ["best", "last"], key=K + "map_which", horizontal=True)
         try:
-            mloaded = ModelSource(store).load(ModelRef(mrid, mwhich))
+            mloaded = lab.load_model(mrid, mwhich)
             test_map_view(K + "map", (mloaded.ref.key, mloaded.stamp), mloaded.model)
         except LabError as exc:
             show_error(exc)
@@ -310,21 +307,21 @@ if infos:
         new_name = st.text_input("Name", value=info.name, key=f"{K}name_{rid}")
         if st.button("Rename", key=K + "rename"):
             try:
-                flash("success", f"Renamed to “{store.rename(rid, new_name)}”.")
+                flash("success", f"Renamed to “{lab.rename(rid, new_name)}”.")
             except LabError as exc:
                 show_error(exc)
     with n2:
         new_tags = st.text_input("Tags (comma-separated)", value=", ".join(info.tags), key=f"{K}tags_{rid}")
         if st.button("Save tags", key=K + "save_tags"):
             try:
-                saved = store.set_tags(rid, [t for t in new_tags.split(",")])
+                saved = lab.set_tags(rid, [t for t in new_tags.split(",")])
                 flash("success", f"Tags saved: {', '.join(saved) or '(none)'}.")
             except LabError as exc:
                 show_error(exc)
     notes = st.text_area("Notes", value=info.notes, key=f"{K}notes_{rid}", height=80)
     if st.button("Save notes", key=K + "save_notes"):
         try:
-            store.set_notes(rid, notes)
+            lab.set_notes(rid, notes)
             flash("success", "Notes saved.")
         except LabError as exc:
             show_error(exc)
@@ -341,8 +338,7 @@ if infos:
         if y.button("Yes, delete", key=K + "delete_yes", type="primary"):
             ss.pop(K + "confirm_delete", None)
             try:
-                live = {i.id for i in manager.list_runs() if i.status in ACTIVE}
-                store.delete(rid, live_ids=live)
+                lab.delete(rid)
                 flash("success", f"Deleted “{label(rid)}”.")
             except LabError as exc:
                 show_error(exc)
@@ -352,33 +348,39 @@ if infos:
 
 # ------------------------------------------------------------------ export / import
 st.subheader("Export and import")
-if infos:
-    rid = pick("Run to export", K + "export_run", order)
-    handle = store.get(rid)
+
+def export_buttons(rid: str) -> None:
+    """Downloads of one run: metrics, weights, the run folder, the model as code."""
+    has = {w: lab.has_checkpoint(rid, w) for w in ("best", "last")}  # RunGone if it vanished meanwhile
+    no_code = lab.code_problem(rid)
     x1, x2, x3, x4, x5 = st.columns(5)
-    x1.download_button("Metrics (CSV)", lambda rid=rid: store.metrics_csv(rid), file_name=f"{rid}-metrics.csv",
+    x1.download_button("Metrics (CSV)", lambda: lab.metrics_csv(rid), file_name=f"{rid}-metrics.csv",
                        mime="text/csv", key=K + "dl_csv", on_click="ignore")
     for col, w in ((x2, "best"), (x3, "last")):
-        col.download_button(f"Weights ({w}.pt)", lambda w=w, rid=rid: C.checkpoint_bytes(store, rid, w),
+        col.download_button(f"Weights ({w}.pt)", lambda w=w: lab.checkpoint_bytes(rid, w),
                             file_name=f"{rid}-{w}.pt", mime="application/octet-stream", key=f"{K}dl_{w}",
-                            disabled=not handle.has_checkpoint(w), on_click="ignore")
-    x4.download_button("Run folder (zip)", lambda rid=rid: store.export_zip(rid), file_name=f"{rid}.zip",
+                            disabled=not has[w], on_click="ignore")
+    x4.download_button("Run folder (zip)", lambda: lab.export_zip(rid), file_name=f"{rid}.zip",
                        mime="application/zip", key=K + "dl_zip", on_click="ignore")
-    no_code = E.run_code_problem(store, rid)
-    x5.download_button("Model as code (zip)", lambda rid=rid: E.export_zip(store, rid, "code"),
+    x5.download_button("Model as code (zip)", lambda: lab.export_code_zip(rid),
                        file_name=f"{rid}-code.zip", mime="application/zip", key=K + "dl_code", on_click="ignore",
                        disabled=no_code is not None,
                        help=no_code or "model.py (plain PyTorch, no CNN Lab), weights.safetensors and predict.py "
                                        "for 28x28 PNGs; `python -m cnnlab export` also writes ONNX and TorchScript")
+
+
+if infos:
+    try:
+        export_buttons(pick("Run to export", K + "export_run", order))
+    except LabError as exc:
+        show_error(exc)
 upload = st.file_uploader("Import a run zip (exported from CNN Lab)", type=["zip"], key=K + "import_file")
 if st.button("Import run", key=K + "import", disabled=upload is None):
     try:
-        dup = C.already_imported(store, upload.getvalue())
-        new_id = C.import_run(store, upload.getvalue())
+        new_id, dup, copy = lab.import_zip(upload.getvalue())
         if dup is None:
             ss[K + "import_msg"] = ("success", f"Imported as run “{new_id}”.")
         else:  # a second press (or the same zip again) makes no silent copy under the same name
-            copy = store.rename(new_id, C.copy_name(names.get(dup, dup), names.values()))
             ss[K + "import_msg"] = ("warning", f"Already imported as “{label(dup)}” (run {dup}); this copy is "
                                                f"“{copy}” (run {new_id}). Delete it below if it was a mistake.")
         st.rerun()  # the table lists it

@@ -8,15 +8,13 @@ import time
 import numpy as np
 import streamlit as st
 
-from cnnlab import epochs
 from cnnlab import inference as inf
-from cnnlab import settings
 from cnnlab.data import load_mnist
 from cnnlab.errors import LabError
 from cnnlab.modelsource import NO_RUNS_HINT, LoadedModel, ModelRef, ModelSource, RunChoice, default_choice
 from cnnlab.plots import probe, why
 from cnnlab.textsafe import md_text
-from cnnlab.ui import pick_one
+from cnnlab.ui import get_lab, pick_one
 
 K = "draw_"  # widget-key namespace of this page
 VIEWS = ["Inside the model", "Compare two models", "Robustness", "Across epochs", "Test-set map"]
@@ -26,26 +24,6 @@ SWEEP_LABELS = {"rotate_deg": "Rotation", "shift_x": "Shift right", "shift_y": "
 MAX_MAPS = 32  # feature maps drawn per layer (probe.feature_map_mosaic's default)
 CANVAS_BOX_W = 300  # px: the 280 px canvas plus its border
 EMPTY_PROMPT = "Draw a digit in the black box (white ink, like MNIST) to see what the model predicts."
-
-
-def _manager():
-    """The process-wide job manager, or None where it cannot be imported (saved runs only)."""
-    try:
-        from cnnlab.ui import get_manager
-    except ImportError:
-        return None
-    return get_manager()
-
-
-@st.cache_resource(show_spinner=False)
-def _source(root: str) -> ModelSource:
-    """One model cache per run store (keyed by its folder, so tests with other stores get their own)."""
-    manager = _manager()
-    if manager is not None and str(manager.store.root) == root:
-        return ModelSource(manager.store, manager)
-    from cnnlab.runs import RunStore
-
-    return ModelSource(RunStore(), manager)
 
 
 WEIGHTS = {"best": "best epoch", "last": "last epoch", "live": "live (training now)"}
@@ -213,12 +191,12 @@ def _robustness(loaded: LoadedModel, a: inf.Analysis) -> None:
 def _across_epochs(src: ModelSource, loaded: LoadedModel, a: inf.Analysis) -> None:
     """This input under the weights saved after every epoch of the model's run (cnnlab.epochs)."""
     run_id = loaded.ref.run_id
-    eps = epochs.saved_epochs(src.store, run_id)
+    eps = get_lab().saved_epochs(run_id)
     if not eps:
         st.info("This run has no per-epoch weights yet (they are saved at the end of each epoch).")
         return
     with st.spinner(f"Loading the weights of {len(eps)} epochs (once)…"):
-        ep = epochs.epoch_probs(src.store, run_id, a.pre.tensor)
+        ep = get_lab().epoch_probs(run_id, a.pre.tensor)
     top = ep.top
     st.markdown(f"**Top class after each epoch:** " + ", ".join(f"{e}: **{t}**" for e, t in zip(ep.epochs, top)))
     stable = ep.first_stable()
@@ -241,7 +219,7 @@ def _test_set_map(loaded: LoadedModel, a: inf.Analysis) -> None:
 @st.fragment
 def workbench() -> None:
     """The whole page body: a stroke or a widget change reruns only this."""
-    src = _source(str(settings.checkpoint_dir()))
+    src = get_lab().models  # one model cache per lab (so per run store)
     try:
         runs = src.run_choices()
     except LabError as exc:

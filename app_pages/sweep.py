@@ -126,7 +126,7 @@ def watch() -> None:
                                 "test acc": st.column_config.NumberColumn(format="percent")})
     left, right = st.columns(2)
     left.plotly_chart(P.parcoords(rows, d.get("params") or []), key=K + "parcoords")
-    right.plotly_chart(P.val_curves(V.curves(launcher.store, rows), best and best["run_id"]), key=K + "curves")
+    right.plotly_chart(P.val_curves(launcher.trial_curves(rows), best and best["run_id"]), key=K + "curves")
     if rec.get("status") == "running":
         active = V.active_trials(rows)
         t1, t2, t3 = st.columns([2, 1, 1])

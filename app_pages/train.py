@@ -1,7 +1,7 @@
 """Train page: choose a preset or a custom architecture, set hyperparameters, launch a background run,
 watch its curves live, pause / resume / stop it and tweak it while it trains.
 
-Thin: widgets → cnnlab.trainform / the job manager → render. One top-level fragment polls the
+Thin: widgets → cnnlab.trainform / the lab (cnnlab.lab) → render. One top-level fragment polls the
 selected run about once a second; it reads only new records (a per-session curve cache).
 """
 
@@ -19,7 +19,7 @@ from cnnlab.textsafe import md_text
 from cnnlab.plots.lrfind import lr_find_figure
 
 K = "train_"  # widget-key namespace of this page
-manager = ui.get_manager()
+lab = ui.get_lab()
 
 
 def _apply_preset() -> None:
@@ -192,7 +192,7 @@ with setup:
             st.error("Not launched: fix the value marked above first.")
         else:
             try:
-                rid = tf.launch(manager, preset, custom, text, values, name=name)
+                rid = lab.launch(preset, custom, text, values, name=name)
             except ConfigError as exc:
                 st.error(tf.field_message(exc))
             except (SpecError, LabError) as exc:
@@ -210,21 +210,19 @@ def _select_run() -> None:
 
 
 def _rename(rid: str) -> None:
-    rename = getattr(manager, "rename", None) or manager.store.rename
     new = st.session_state[K + f"rename_{rid}"]
     if not (new or "").strip():  # never let an empty box (e.g. a widget's default) wipe a name
         st.session_state[K + "flash"] = "A run needs a name: its name was kept."
         return
     try:
-        stored = rename(rid, new)
-        st.session_state.setdefault(K + "names", {})[rid] = stored  # job views keep the launch name
+        lab.rename(rid, new)  # the job's view and the store both take it: every page and tab shows it
     except LabError as exc:
         st.session_state[K + "flash"] = str(exc)
 
 
 def _set_max_jobs() -> None:
     try:
-        manager.set_max_concurrent(int(st.session_state[K + "max_jobs"]))
+        lab.set_max_concurrent(int(st.session_state[K + "max_jobs"]))
     except LabError as exc:
         st.session_state[K + "flash"] = str(exc)
 
@@ -235,11 +233,11 @@ def _controls(v) -> None:
     active = tf.is_active(v.status)
     try:
         if b1.button("Pause", key=K + "pause", disabled=v.status not in ("running", "queued")):
-            manager.pause(v.id)
+            lab.pause(v.id)
         if b2.button("Resume", key=K + "resume", disabled=v.status != "paused"):
-            manager.unpause(v.id)
+            lab.unpause(v.id)
         if b3.button("Stop", key=K + "stop", disabled=not active):
-            manager.stop(v.id)
+            lab.stop(v.id)
     except LabError as exc:
         ui.show_error(exc)
 
@@ -278,7 +276,7 @@ def _live_panel(v) -> None:
         st.session_state.pop(err_key, None)
         if applied and changes:
             try:
-                manager.set_live(v.id, **changes)
+                lab.set_live(v.id, **changes)
                 st.toast("Applied: " + ", ".join(f"{k}={x:g}" for k, x in changes.items()))
             except LabError as exc:
                 ui.show_error(exc)
@@ -288,11 +286,11 @@ def _live_panel(v) -> None:
 
 @st.fragment(run_every=1.0)
 def watch() -> None:
-    """Polls the job manager: run list, status, progress, controls and curves of the shown run."""
+    """Polls the lab: run list, status, progress, controls and curves of the shown run."""
     st.subheader("Runs")
-    jobs = manager.jobs()
+    jobs = lab.jobs()
     rid = tf.choose_run([st.session_state.get(K + "run"), st.query_params.get("run")], jobs,
-                        lambda c: tf.is_stored_run(manager, c))
+                        lab.is_stored_run)
     by_id = {j.id: j for j in jobs}
     if rid is not None and rid not in by_id:  # a run only the store knows: its curves from disk
         stored = _stored(rid)
@@ -307,18 +305,21 @@ def watch() -> None:
     st.session_state[K + "run"] = rid
     if st.query_params.get("run") != rid:
         st.query_params["run"] = rid
-    names = {i: v.name for i, v in by_id.items()} | st.session_state.get(K + "names", {})
+    names = {i: v.name for i, v in by_id.items()}
     st.session_state[K + "show"] = rid
     st.selectbox("Show run", list(by_id), key=K + "show", on_change=_select_run,
                  format_func=lambda i: f"{names[i]} · {by_id[i].preset}")  # stable label: status is below
     if len(jobs) > 1:
         st.dataframe(tf.job_rows(jobs, names), hide_index=True, height=min(38 * (len(jobs) + 1), 220))
-        st.session_state[K + "max_jobs"] = manager.max_concurrent  # process-wide: another tab may change it
+        st.session_state[K + "max_jobs"] = lab.max_concurrent  # process-wide: another tab may change it
         st.number_input("Jobs at once", min_value=1, max_value=MAX_CONCURRENT, step=1, key=K + "max_jobs",
                         on_change=_set_max_jobs, help="More jobs wait in a queue. A paused job keeps its slot; "
                                                       "raise this to start a queued job now.")
     v = by_id[rid]
 
+    if st.session_state.get(K + f"rename_drawn_{rid}") != names[rid]:  # renamed here, on another page or tab
+        st.session_state.pop(K + f"rename_{rid}", None)  # so the box is drawn anew with the new name
+        st.session_state[K + f"rename_drawn_{rid}"] = names[rid]
     st.text_input("Run name", value=names[rid], key=K + f"rename_{rid}", on_change=_rename, args=(rid,))
     if K + "flash" in st.session_state:
         st.warning(md_text(st.session_state.pop(K + "flash")))
@@ -378,12 +379,12 @@ def _health_panel(v, rid: str, source: str) -> None:
 def _stored(rid: str):
     """The session's cached StoredRunView of `rid`, re-read when its files change; None if unreadable."""
     try:
-        key = tf.stored_key(manager, rid)
+        key = lab.stored_key(rid)
     except LabError:
         return None
     cached = st.session_state.get(K + "stored")
     if cached is None or cached[0] != key:
-        view = tf.stored_view(manager, rid)
+        view = lab.stored_view(rid)
         if view is None:
             return None
         cached = st.session_state[K + "stored"] = (key, view)
@@ -397,7 +398,7 @@ def _show_saved(rid: str) -> None:
 
 def _resume_saved(rid: str) -> None:
     try:
-        manager.resume(rid)
+        lab.resume(rid)
     except LabError as exc:
         st.session_state[K + "saved_flash"] = str(exc)
     else:
@@ -408,7 +409,7 @@ def _resume_saved(rid: str) -> None:
 def _fork_saved(rid: str) -> None:
     g = lambda f: st.session_state.get(K + f"fork_{rid}_{f}")  # noqa: E731
     try:
-        new = tf.fork_run(manager, rid, g("epoch"), g("lr"), g("epochs"), g("optimizer"), name=g("name"))
+        new = lab.fork(rid, g("epoch"), g("lr"), g("epochs"), g("optimizer"), name=g("name"))
     except ConfigError as exc:  # shown inside the fork form, which stays open
         st.session_state[K + "fork_error"] = (rid, tf.field_message(exc))
     except LabError as exc:
@@ -423,7 +424,7 @@ def saved_panel() -> None:
     """Runs in the store that this process is not training: resume, fork, or show their curves."""
     st.subheader("Saved runs")
     try:
-        infos = tf.saved_runs(manager)
+        infos = lab.saved_runs()
     except (LabError, OSError) as exc:
         st.error(f"Cannot list the run store: {md_text(exc)}")
         return
@@ -453,7 +454,7 @@ def saved_panel() -> None:
                    "failed or diverged runs).")
     b2.button("Show curves", key=K + "saved_show", on_click=_show_saved, args=(rid,))
     try:
-        fd = tf.fork_defaults(manager, rid)
+        fd = lab.fork_defaults(rid)
     except LabError as exc:
         st.caption(f"Cannot fork: {md_text(exc)}")
         return

@@ -525,7 +525,8 @@ def digest(ids: Iterable[str]) -> str:
 
 
 def import_run(store: RunStore, data: bytes, max_total: int | None = None) -> str:
-    """Import an uploaded run zip through the store's validation; ImportRefused (a LabError) says why."""
+    """Import an uploaded run zip through the store's validation and a launch's check of its spec and recipe;
+    ImportRefused (a LabError) says why."""
     from .runs import IMPORT_MAX_TOTAL, ImportRefused
 
     limit = IMPORT_MAX_TOTAL if max_total is None else max_total
@@ -533,9 +534,11 @@ def import_run(store: RunStore, data: bytes, max_total: int | None = None) -> st
         raise ImportRefused("import refused: the upload is empty")
     if len(data) > limit:
         raise ImportRefused(f"import refused: the zip is {len(data):,} bytes, over the {limit:,}-byte limit")
+    from .recorder import check_run_config
+
     if max_total is None:
-        return store.import_zip(bytes(data))
-    return store.import_zip(bytes(data), max_total=max_total, max_member=max_total)
+        return store.import_zip(bytes(data), check=check_run_config)
+    return store.import_zip(bytes(data), max_total=max_total, max_member=max_total, check=check_run_config)
 
 
 def _zip_config(data: bytes) -> dict | None:

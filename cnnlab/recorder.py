@@ -29,6 +29,24 @@ def run_config(preset: str, spec: list[dict], cfg: TrainConfig, *, parent: dict 
     }
 
 
+def check_run_config(config: dict) -> None:
+    """LabError unless a run's config.json holds a spec and a recipe that a launch would accept.
+
+    Where runs enter from outside (an imported zip), so resume and fork later trust them.
+    """
+    from .errors import LabError
+    from .models import validate_spec
+
+    spec = config.get("spec")
+    if not isinstance(spec, list):
+        raise LabError(f"config.json spec must be a list of layers, got {type(spec).__name__}")
+    try:
+        validate_spec(spec)
+        TrainConfig.from_dict(config.get("recipe")).validate()
+    except LabError as exc:
+        raise LabError(f"config.json: {exc}") from None
+
+
 def create_run(store: RunStore, preset: str, spec: list[dict], cfg: TrainConfig, *, name: str | None = None,
                parent: dict | None = None, source: str = "app", run_id: str | None = None) -> RunHandle:
     """Validate and create a run folder (status queued), its writer lock held by the returned handle."""

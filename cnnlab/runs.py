@@ -33,7 +33,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from cnnlab import settings
 from cnnlab.errors import CheckpointError, LabError
@@ -806,30 +806,37 @@ class RunStore:
 
     # -- export / import
     def export_zip(self, run_id: str) -> bytes:
-        """The run folder as zip bytes: `<id>/config.json`, `<id>/last.pt`, ... (known files only)."""
+        """The run folder as zip bytes: `<id>/config.json`, `<id>/last.pt`, ... (known files only).
+
+        The files are read under the run's lock (a consistent snapshot: no half-appended log line) and
+        compressed after it is released, so a training thread writing the run never waits for the zip.
+        """
         handle = self.get(run_id)
-        buf = io.BytesIO()
-        with _lock_for(handle.path), zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        files: list[tuple[str, bytes]] = []
+        with _lock_for(handle.path):
             for name in (*RUN_FILES, *(f"epoch_{n}.pt" for n in handle.epoch_checkpoints())):
                 path = handle.path / name
                 if path.is_file() and not path.is_symlink():
-                    zf.write(path, f"{handle.id}/{name}")
-        return buf.getvalue()
+                    files.append((f"{handle.id}/{name}", path.read_bytes()))
+        return _compress(files)
 
     def import_zip(self, data: bytes, max_total: int = IMPORT_MAX_TOTAL,
-                   max_member: int = IMPORT_MAX_MEMBER) -> str:
+                   max_member: int = IMPORT_MAX_MEMBER, check: Callable[[dict], None] | None = None) -> str:
         """Validate and add a run exported by `export_zip`; returns its id (fresh if the id is taken).
 
         Refused with ImportRefused, leaving nothing behind: unknown file names, paths with folders
         other than one top folder, `..`, absolute paths, symlinks, encryption, members or totals over
         the limits (checked in the headers and again while inflating), JSON that does not parse, .pt
-        files that torch.load(weights_only=True) rejects (so pickled code never runs), no config.json.
+        files that torch.load(weights_only=True) rejects (so pickled code never runs), no config.json, and
+        a config.json that `check` (e.g. the launch's own validation of spec and recipe) refuses.
         """
         tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "import-", dir=self.root))
         try:
             try:
                 top = _extract_checked(data, tmp, max_total, max_member, jsonl_limit(_peek_config(data)))
                 cfg = _validate_extracted(tmp)
+                if check is not None:
+                    check(cfg)
             except LabError as exc:
                 raise ImportRefused(f"import refused: {exc}") from None
             except Exception as exc:  # zlib errors, bad CRCs, odd headers: all mean a bad zip
@@ -843,6 +850,15 @@ class RunStore:
             return rid
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
+
+
+def _compress(files: list[tuple[str, bytes]]) -> bytes:
+    """A deflated zip of (name, bytes) pairs."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files:
+            zf.writestr(name, data)
+    return buf.getvalue()
 
 
 # ---------------------------------------------------------------- import helpers

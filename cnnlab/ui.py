@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from .jobs import JobManager
+from .lab import Lab
 from .runs import RunStore
 from .textsafe import md_text
 
@@ -42,6 +45,20 @@ def get_manager() -> JobManager:
     if datacheck.files_present(settings.data_dir()) == len(data.RAW_FILES):  # no download started from here
         manager.preload_data()
     return manager
+
+
+_labs: "weakref.WeakKeyDictionary[JobManager, Lab]" = weakref.WeakKeyDictionary()
+_labs_lock = threading.Lock()
+
+
+def get_lab() -> Lab:
+    """The pages' one door to runs and jobs: the lab over the process-wide job manager (one per manager)."""
+    manager = get_manager()
+    with _labs_lock:
+        lab = _labs.get(manager)
+        if lab is None:
+            lab = _labs[manager] = Lab(manager)
+        return lab
 
 
 @st.cache_resource(show_spinner=False)

@@ -303,3 +303,35 @@ def test_export_then_import_round_trip(store):
     assert C.checkpoint_bytes(store, new, "best") == C.checkpoint_bytes(store, rid, "best")
     assert "kind,epoch,step" in store.metrics_csv(new)
     assert math.isfinite(next(i for i in store.list_runs() if i.id == new).test_acc)
+
+
+def _with_config(data: bytes, change) -> bytes:
+    """A run zip with its config.json changed by `change(cfg)`."""
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(data))
+    members = {}
+    for name in src.namelist():
+        raw = src.read(name)
+        if name.endswith("config.json"):
+            cfg = json.loads(raw)
+            change(cfg)
+            raw = json.dumps(cfg).encode()
+        members[name] = raw
+    return _zip(members)
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda c: c["recipe"].update(data=[1, 2]), "data: must be a dict"),
+    (lambda c: c["recipe"].update(lr=-1.0), "lr"),
+    (lambda c: c.update(recipe="fast"), "recipe: must be a dict"),
+    (lambda c: c.update(spec={"type": "conv"}), "spec must be a list"),
+    (lambda c: c.update(spec=[{"type": "warp"}]), "warp"),
+])
+def test_import_refuses_a_recipe_or_spec_that_a_launch_would_refuse(store, tmp_path, change, says):
+    data = _with_config(store.export_zip(store.ids["alpha"]), change)
+    before = _listing(tmp_path)
+    with pytest.raises(ImportRefused, match="import refused: config.json") as err:
+        C.import_run(store, data)
+    assert says in str(err.value)
+    assert _listing(tmp_path) == before  # nothing written

@@ -62,6 +62,12 @@ class SweepLauncher:
         self._procs[sweep_id] = _Proc(popen, log_path, Path(def_path))
         return sweep_id
 
+    def trial_curves(self, rows: list[dict]) -> list[dict]:
+        """Validation accuracy per epoch of each trial row (the sweep view's curves)."""
+        from .view import curves
+
+        return curves(self.store, rows)
+
     def startup_error(self, sweep_id: str) -> str | None:
         """Why a sweep this launcher started never got going (its process ended before sweep.json), else None."""
         proc = self._procs.get(sweep_id)
