@@ -29,6 +29,6 @@ pages = [
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     st.Page("app_pages/sweep.py", title="Sweep", icon=":material/tune:", url_path="sweep"),
 ]
-page = st.navigation(pages)
+page = st.navigation(pages, position="top")
 ui.data_panel()
 page.run()

@@ -127,39 +127,43 @@ with setup:
             st.dataframe(table, hide_index=True)
 
     st.subheader("2 · Hyperparameters")
-    c1, c2, c3 = st.columns(3)
+    # two columns, not three: in a 1024 px window a third of this column cut "onecycle" and "channels_last"
+    c1, c2 = st.columns(2)
     c1.selectbox("Optimizer", ["sgd", "adam", "adamw"], key=K + "optimizer")
     c2.number_input("Learning rate", key=K + "lr", format="%g", step=1e-4)
-    c3.number_input("Momentum", key=K + "momentum", format="%g", step=0.01,
+    c1.number_input("Momentum", key=K + "momentum", format="%g", step=0.01,
                     help="SGD momentum; beta1 for Adam/AdamW.")
-    c1.number_input("Weight decay", key=K + "weight_decay", format="%g", step=1e-4)
-    c2.selectbox("Scheduler", ["none", "step", "onecycle", "cosine"], key=K + "scheduler")
-    c3.checkbox("Nesterov", key=K + "nesterov")
+    c2.number_input("Weight decay", key=K + "weight_decay", format="%g", step=1e-4)
+    c1.selectbox("Scheduler", ["none", "step", "onecycle", "cosine"], key=K + "scheduler")
     sched = st.session_state[K + "scheduler"]
     if sched == "step":
-        c1.number_input("Step size (epochs)", key=K + "step_size", step=1)
-        c2.number_input("Gamma", key=K + "gamma", format="%g", step=0.05)
+        c2.number_input("Step size (epochs)", key=K + "step_size", step=1)
+        c1.number_input("Gamma", key=K + "gamma", format="%g", step=0.05)
     elif sched == "onecycle":
-        c1.number_input("Warm-up fraction", key=K + "pct_start", format="%g", step=0.05)
-    c1.number_input("Batch size", key=K + "batch_size", step=1)
-    c2.number_input("Epochs", key=K + "epochs", step=1)
-    c3.number_input("Label smoothing", key=K + "label_smoothing", format="%g", step=0.05)
-    c1.number_input("Seed", key=K + "seed", step=1)
-    c2.selectbox("Device", list(tf.DEVICES), key=K + "device")
-    c3.checkbox("channels_last", key=K + "channels_last", help="Roughly doubles CPU speed of small conv nets.")
+        c2.number_input("Warm-up fraction", key=K + "pct_start", format="%g", step=0.05)
+    b1, b2 = st.columns(2)  # a fresh row: the scheduler's own fields vary in number
+    b1.number_input("Batch size", key=K + "batch_size", step=1)
+    b2.number_input("Epochs", key=K + "epochs", step=1)
+    b1.number_input("Label smoothing", key=K + "label_smoothing", format="%g", step=0.05)
+    b2.number_input("Seed", key=K + "seed", step=1)
+    b1.selectbox("Device", list(tf.DEVICES), key=K + "device")
+    b2.checkbox("Nesterov", key=K + "nesterov")
+    b2.checkbox("channels_last", key=K + "channels_last", help="Roughly doubles CPU speed of small conv nets.")
 
     st.subheader("3 · Data")
     d1, d2 = st.columns(2)
     d1.number_input("Training subset (0 = all)", key=K + "subset", step=500)
     d2.number_input("Validation images", key=K + "val_size", step=500)
-    d1.selectbox("Validate on", list(tf.VAL_SOURCE_LABELS), key=K + "val_source",
+    st.selectbox("Validate on", list(tf.VAL_SOURCE_LABELS), key=K + "val_source",
                  format_func=tf.VAL_SOURCE_LABELS.get,
                  help="The seeds trained on all 60k images and reported the test set as validation; the lab "
                       "holds validation images out of the training set by default.")
-    d2.selectbox("Augmentation kind", list(data.AUG_LABELS), key=K + "aug_kind", format_func=data.AUG_LABELS.get)
+    d1, d2 = st.columns(2)
     d1.checkbox("Augmentation", key=K + "augment")
     d2.number_input("Augmentation strength", key=K + "aug_strength", format="%g", step=0.1,
                     help="0 = none, 1 = the kind's full strength (seed 001: ±15°, 1 in 10 zoomed 28/22).")
+    kind = st.selectbox("Augmentation kind", list(data.AUG_LABELS), key=K + "aug_kind")  # short codes fit
+    st.caption(data.AUG_LABELS[kind])
     if st.session_state[K + "augment"]:
         with st.expander("Augmentation preview", expanded=False):
             try:
@@ -447,7 +451,7 @@ def saved_panel() -> None:
     getattr(st, level)(md_text(line))
     if info.status == "error":
         return  # a damaged folder: its error, nothing to press
-    b1, b2, _ = st.columns([2, 1, 2])
+    b1, b2 = st.columns([3, 2])  # [2, 1, 2] cut "Show curves" short at 1024 px
     b1.button("Resume from last epoch", key=K + "saved_resume", on_click=_resume_saved, args=(rid,),
               disabled=not tf.can_resume(info), type="primary",
               help="Continue in the same run folder from its last saved epoch (interrupted, stopped, "

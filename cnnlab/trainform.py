@@ -24,7 +24,7 @@ CUSTOM = "custom"
 CFG_FIELDS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "step_size", "gamma",
               "pct_start", "batch_size", "epochs", "label_smoothing", "seed", "device", "channels_last")
 DATA_FIELDS = ("subset", "val_size", "augment", "aug_strength", "aug_kind", "val_source")
-VAL_SOURCE_LABELS = {"holdout": "held-out training images", "test": "the test set (as the seeds did; all 60k train)"}
+VAL_SOURCE_LABELS = {"holdout": "held-out training images", "test": "the test set (all 60k train, as the seeds)"}
 FORM_FIELDS = CFG_FIELDS + DATA_FIELDS
 
 

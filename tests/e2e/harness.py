@@ -460,6 +460,27 @@ def get_exception_blocks(page: Any) -> list[str]:
     return page.locator(EXCEPTION).all_inner_texts()
 
 
+_CUT_TEXT_JS = """() => {
+  const out = [];
+  for (const el of document.querySelectorAll('[data-testid="stMain"] *')) {
+    if (!el.offsetParent || el.closest('[data-testid="stDataFrame"], .js-plotly-plot, [data-testid="stCode"]')) continue;
+    const cs = getComputedStyle(el);
+    if (cs.overflowX === 'visible' && cs.textOverflow !== 'ellipsis') continue;
+    const text = (el.innerText || el.value || '').trim();
+    if (text && el.scrollWidth > el.clientWidth + 1) out.push(text.slice(0, 60).replace(/\\s+/g, ' '));
+  }
+  const main = document.querySelector('[data-testid="stMain"]');
+  if (main && main.scrollWidth > main.clientWidth + 1) out.push(`the page scrolls sideways (${main.scrollWidth} px)`);
+  return out;
+}"""
+
+
+def cut_texts(page: Any) -> list[str]:
+    """Texts on the page that are cut short (an ellipsis, a clipped button label, a selectbox value that
+    does not fit its box), and a main area wider than the window; tables, charts and code scroll instead."""
+    return page.evaluate(_CUT_TEXT_JS)
+
+
 def screenshot(page: Any, path: str | os.PathLike) -> Path:
     """Full-page PNG at `path` (parent folders created)."""
     path = Path(path)
