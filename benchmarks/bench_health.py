@@ -28,30 +28,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cnnlab import data as D  # noqa: E402
 from cnnlab.engine import TrainConfig, Trainer  # noqa: E402
-from cnnlab.health import MAX_EVERY, MIN_EVERY, with_health  # noqa: E402
+from cnnlab.health import MAX_EVERY, MIN_EVERY, LayerHealth  # noqa: E402
 from cnnlab.models import get_preset  # noqa: E402
 
 
-class Timed:
-    """Wraps the health sink: times each step and notes whether health sampled it."""
+class Timed(LayerHealth):
+    """The health callback, timing each step and noting whether it sampled it."""
 
     def __init__(self, every: int) -> None:
-        self.inner = with_health(self, every)
+        super().__init__(every)
         self.sampled: list[float] = []
         self.plain: list[float] = []
         self.records = 0
+        self._t0, self._sampling = 0.0, False
 
-    def on_health(self, rec: dict) -> None:
+    def on_health(self, trainer, rec: dict) -> None:
         self.records += 1
 
     def on_batch_start(self, trainer) -> None:
         self._t0 = time.perf_counter()
-        self.inner.on_batch_start(trainer)
-        self._armed = self.inner.health._armed
+        super().on_batch_start(trainer)
+        self._sampling = self._armed
 
     def on_batch_end(self, trainer) -> None:
-        self.inner.on_batch_end(trainer)
-        (self.sampled if self._armed else self.plain).append(time.perf_counter() - self._t0)
+        super().on_batch_end(trainer)
+        (self.sampled if self._sampling else self.plain).append(time.perf_counter() - self._t0)
 
 
 def measure(preset: str, steps: int, mnist: D.Mnist, threads: int) -> dict:
@@ -62,10 +63,10 @@ def measure(preset: str, steps: int, mnist: D.Mnist, threads: int) -> dict:
     cfg = TrainConfig.from_dict({**recipe, "epochs": 1, "device": "cpu",
                                  "data": {"subset": batch * steps, "val_size": 500}})
     torch.set_num_threads(threads)
-    sink = Timed(every=2)
-    res = Trainer(p.spec, cfg, mnist, sink=sink).run()
+    timed = Timed(every=2)
+    res = Trainer(p.spec, cfg, mnist, callbacks=[timed]).run()
     assert res.status == "done", res.message
-    sampled, plain = sink.sampled[2:], sink.plain[2:]  # skip warm-up steps
+    sampled, plain = timed.sampled[2:], timed.plain[2:]  # skip warm-up steps
     over = statistics.median(sampled) / statistics.median(plain) - 1
     return {"batch": batch, "plain_ms": 1e3 * statistics.median(plain), "sampled_ms": 1e3 * statistics.median(sampled),
             "overhead": over, f"cost_every{MIN_EVERY}": over / MIN_EVERY, f"cost_every{MAX_EVERY}": over / MAX_EVERY,

@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cnnlab import data as D, settings  # noqa: E402
+from cnnlab.callbacks import Callback  # noqa: E402
 from cnnlab.engine import Control, TrainConfig, Trainer, make_optimizer  # noqa: E402
 from cnnlab.models import build_model, get_preset  # noqa: E402
 
@@ -177,13 +178,13 @@ def run_seed_data(name: str, steps: int | None, seed: int) -> dict:
     return _seed_loop(name, steps, seed, train=False)
 
 
-class _StopAfter:
-    """Trainer sink: the time of each step's end; stops the run after `steps` steps."""
+class _StopAfter(Callback):
+    """Trainer callback: the time of each step's end; stops the run after `steps` steps."""
 
     def __init__(self, control: Control, steps: int | None):
         self.control, self.steps, self.t_last, self.cpu_last, self.n = control, steps, None, None, 0
 
-    def on_step(self, rec: dict) -> None:
+    def on_step(self, trainer: Trainer, rec: dict) -> None:
         self.t_last, self.cpu_last, self.n = time.perf_counter(), cpu_s(), rec["step"]
         if self.steps and rec["step"] >= self.steps:
             self.control.stop_event.set()
@@ -193,13 +194,13 @@ def run_lab_train(name: str, steps: int | None, seed: int) -> dict:
     """cnnlab's Trainer on the preset's recipe; times from run() to the end of the last timed step."""
     cfg = lab_config(name, seed)
     control = Control()
-    sink = _StopAfter(control, steps)
-    trainer = Trainer(get_preset(name).spec, cfg, D.load_mnist(), control=control, sink=sink)
+    timer = _StopAfter(control, steps)
+    trainer = Trainer(get_preset(name).spec, cfg, D.load_mnist(), control=control, callbacks=[timer])
     c0, t0 = cpu_s(), time.perf_counter()
     trainer.run()  # a whole epoch (steps=None) also validates: after t_last, not timed
-    k = sink.n
+    k = timer.n
     n = min(k * cfg.batch_size, len(trainer.splits.train_idx))
-    return _result(n, k, sink.t_last - t0, sink.cpu_last - c0)
+    return _result(n, k, timer.t_last - t0, timer.cpu_last - c0)
 
 
 @torch.no_grad()

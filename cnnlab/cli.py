@@ -10,14 +10,16 @@ import time
 import traceback
 from typing import Any
 
+from .callbacks import Callback
 from .errors import LabError
 
 
-class Progress:
-    """The training progress bar on stderr (an engine sink), drawn by tqdm.
+class Progress(Callback):
+    """The training progress bar on stderr (a Trainer callback), drawn by tqdm.
 
     On a terminal it redraws a few times a second; when stderr is a file or a pipe (a log) it
     writes a line at most every LOG_EVERY_S seconds instead of thousands of `\r` updates.
+    `show(rec)` draws a record from elsewhere (the follower of a background job).
     """
 
     LOG_EVERY_S = 30.0
@@ -32,24 +34,32 @@ class Progress:
                         ncols=None if tty else 100, mininterval=0.2 if tty else self.LOG_EVERY_S,
                         maxinterval=None if tty else self.LOG_EVERY_S * 2, leave=True)
 
-    def on_step(self, rec: dict) -> None:
+    def show(self, rec: dict) -> None:
+        """Draw a step, epoch or event record."""
         if self.quiet:
             return
-        self.bar.update(max(0, rec["step"] - self._step))
-        self._step = rec["step"]
-        self.bar.set_postfix_str(f"epoch {rec['epoch']} loss {rec['loss']:.4f} lr {rec['lr']:.3g} "
-                                 f"{rec['ips']:.0f} img/s", refresh=False)
-
-    def on_epoch(self, rec: dict, trainer: Any) -> None:
-        if not self.quiet:
+        kind = rec.get("kind")
+        if kind == "step":
+            self.bar.update(max(0, rec["step"] - self._step))
+            self._step = rec["step"]
+            self.bar.set_postfix_str(f"epoch {rec['epoch']} loss {rec['loss']:.4f} lr {rec['lr']:.3g} "
+                                     f"{rec['ips']:.0f} img/s", refresh=False)
+        elif kind == "epoch":
             self.bar.write(f"epoch {rec['epoch']}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}"
                            f" | val loss {rec['val_loss']:.4f} acc {rec['val_acc']:.4f}", file=self.bar.fp)
-
-    def on_event(self, rec: dict) -> None:
-        if not self.quiet and rec.get("event") != "set":
+        elif kind == "event" and rec.get("event") != "set":
             self.bar.write(f"{rec['event']} at step {rec['step']}", file=self.bar.fp)
 
-    def on_end(self, result: Any, trainer: Any) -> None:
+    def on_step(self, trainer: Any, rec: dict) -> None:
+        self.show(rec)
+
+    def on_epoch(self, trainer: Any, rec: dict) -> None:
+        self.show(rec)
+
+    def on_event(self, trainer: Any, rec: dict) -> None:
+        self.show(rec)
+
+    def on_end(self, trainer: Any, result: Any) -> None:
         self.bar.close()
 
 
@@ -163,7 +173,7 @@ def read_arch(path: str) -> list[dict]:
 def cmd_train(args: argparse.Namespace) -> int:
     from . import data as D
     from .engine import TrainConfig, Trainer
-    from .health import with_health
+    from .health import LayerHealth
     from .models import get_preset, summarize
     from .recorder import RunRecorder, create_run
     from .runs import RunStore
@@ -179,13 +189,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     params = summarize(spec).total_params
     progress = Progress(cfg.steps_per_epoch() * cfg.epochs, quiet=args.quiet)
     run = None
-    sink: Any = progress
+    callbacks: list[Callback] = [progress]
     if not args.no_save:
         run = create_run(RunStore(), label, spec, cfg, name=args.name, source="cli")
-        sink = with_health(RunRecorder(run, forward=progress))
+        callbacks = [RunRecorder(run), LayerHealth(), progress]
         if not args.quiet:
             sys.stderr.write(f"run {run.id} in {run.path}\n")
-    trainer = Trainer(spec, cfg, mnist, sink=sink)
+    trainer = Trainer(spec, cfg, mnist, callbacks=callbacks)
     try:
         result = trainer.run()
     finally:

@@ -64,12 +64,8 @@ def _follow(manager: Any, run_id: str, quiet: bool) -> Any:
             for rec in recs:
                 if history:
                     history = rec.get("event") != "resumed"
-                elif rec.get("kind") == "step":
-                    progress.on_step(rec)
-                elif rec.get("kind") == "epoch":
-                    progress.on_epoch(rec, None)
-                elif rec.get("kind") == "event":
-                    progress.on_event(rec)
+                else:
+                    progress.show(rec)
             if final:
                 progress.bar.close()
                 return view

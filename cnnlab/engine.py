@@ -7,14 +7,15 @@ import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from . import data as D
-from .errors import ConfigError, LabError
+from .callbacks import Callback
+from .errors import CheckpointError, ConfigError, LabError
 from .models import build_model, validate_spec
 from .settings import pick_device
 
@@ -230,18 +231,9 @@ class Control:
 
     def __init__(self, live: LiveParams | None = None):
         self.pause_event = threading.Event()
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event()  # stop at the next step boundary (the partial epoch is lost)
+        self.stop_after_epoch = threading.Event()  # stop once the epoch in progress is validated and recorded
         self.live = live
-
-
-class Sink(Protocol):
-    def on_step(self, rec: dict) -> None: ...
-    def on_epoch(self, rec: dict, trainer: "Trainer") -> None: ...
-    def on_event(self, rec: dict) -> None: ...
-    def on_end(self, result: "TrainResult", trainer: "Trainer") -> None: ...
-    # every step, around forward/backward/optimizer step (cnnlab.health samples layer statistics here)
-    def on_batch_start(self, trainer: "Trainer") -> None: ...
-    def on_batch_end(self, trainer: "Trainer") -> None: ...
 
 
 @dataclass
@@ -302,19 +294,37 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return cls(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
 
 
+@dataclass
+class _EpochTally:
+    """Running sums of the epoch in progress (kept on the device: no sync per step)."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    n: int = 0
+    win_t: float = 0.0  # start of the images/s window
+    win_n: int = 0  # images in it
+
+    @classmethod
+    def start(cls, device: torch.device) -> "_EpochTally":
+        return cls(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long),
+                   win_t=time.perf_counter())
+
+
 class Trainer:
-    """Trains one model on MNIST tensors, step by step, reporting to a sink and obeying a Control."""
+    """Trains one model on MNIST tensors, step by step, calling its callbacks and obeying a Control."""
 
     def __init__(self, spec: list[dict], cfg: TrainConfig, mnist: D.Mnist, *, control: Control | None = None,
-                 sink: Any = None, resume_state: dict | None = None, init_weights: dict | None = None):
+                 callbacks: list[Callback] | tuple[Callback, ...] = (), resume_state: dict | None = None,
+                 init_weights: dict | None = None):
         cfg.validate()
         validate_spec(spec)
-        self.spec, self.cfg, self.mnist, self.sink = spec, cfg, mnist, sink
+        self.spec, self.cfg, self.mnist = spec, cfg, mnist
+        self.callbacks: list[Callback] = list(callbacks)
         self.device = pick_device(cfg.device)
         self.control = control or Control()
         if self.control.live is None:
             self.control.live = LiveParams(cfg.lr, cfg.momentum, cfg.weight_decay, cfg.data.aug_strength)
-        self.live = self.control.live
+        self.live: LiveParams = self.control.live
         self.epochs = cfg.epochs  # live-editable: the run ends after this many epochs
         self.live.record(epochs=self.epochs)
         self.sched_anchor: tuple[float, float] = (0, 0.0)  # (step, schedule progress) of the last epochs change
@@ -326,7 +336,7 @@ class Trainer:
         self.log_probs = _is_log_probs(spec)
         self.splits = D.make_splits(mnist, cfg.data)
         self.val_data = D.validation_data(mnist, cfg.data, self.splits)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)  # batch order and augmentation
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
         self.lr_scale = 1.0
@@ -337,6 +347,11 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * self.epochs
         self._weights_lock = threading.Lock()
         self.elapsed_before = 0.0  # training seconds of earlier sessions (resume)
+        self.train_s = 0.0  # training seconds of this session, up to the last completed epoch
+        self._t_start = 0.0  # perf_counter at which this run's training clock reads 0 (earlier sessions included)
+        self._t_paused = 0.0  # seconds spent paused in this session
+        self._log_every = 1 if self.device.type == "cpu" else 10  # .item() syncs an accelerator: only at log steps
+        self._tally = _EpochTally.start(self.device)
         if init_weights is not None:
             self._load_model_state(init_weights)
         if resume_state is not None:
@@ -344,7 +359,6 @@ class Trainer:
 
     # ---- state for checkpoints, resume and fork
     def _load_model_state(self, sd: dict) -> None:
-        from .errors import CheckpointError
         try:
             self.model.load_state_dict(sd)
         except (RuntimeError, KeyError) as exc:
@@ -366,7 +380,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "gen_state": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "elapsed": self.elapsed_before + getattr(self, "_train_s", 0.0),
+            "elapsed": self.elapsed_before + self.train_s,
         }
 
     def load_state(self, st: dict) -> None:
@@ -390,17 +404,25 @@ class Trainer:
         with self._weights_lock:
             return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
-    # ---- reporting
-    def _emit(self, method: str, *args: Any) -> None:
-        fn = getattr(self.sink, method, None)
-        if fn is not None:
-            fn(*args)
+    # ---- reporting to the callbacks
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    def publish_health(self, rec: dict) -> None:
+        """Hand a layer-health record (made by a callback) to every callback's `on_health`."""
+        self._call("on_health", rec)
 
     def _event(self, event: str, **kw: Any) -> None:
         rec = {"kind": "event", "event": event, "step": self.step, "epoch": self.epoch + 1,
                "t": time.time(), **kw}
-        self._emit("on_event", rec)
+        self._call("on_event", rec)
 
+    def _clock(self) -> float:
+        """Training seconds of this run so far (earlier sessions included, pauses not)."""
+        return time.perf_counter() - self._t_start - self._t_paused
+
+    # ---- schedule and live values
     def _schedule(self) -> float:
         """The schedule's LR multiplier at the current step (stretched after a live epochs change)."""
         at = stretched_step(self.step, self.sched_anchor, self.total_steps)
@@ -485,16 +507,11 @@ class Trainer:
         self._t_paused = 0.0
         result = TrainResult(status="done")
         try:
-            self._emit("on_start", self)
+            self._call("on_start")
             status, message = self._train()
             result.status, result.message = status, message
             if status == "done":
-                tl, ta, preds = evaluate(self.model, self.mnist.test_x, self.mnist.test_y, self.device,
-                                         self.cfg.eval_batch_size, self.cfg.channels_last)
-                cm = confusion_matrix(preds, self.mnist.test_y)
-                result.test_loss, result.test_acc = tl, ta
-                result.confusion = cm.tolist()
-                result.per_class_acc = (cm.diag().float() / cm.sum(1).clamp(min=1).float()).tolist()
+                self._test(result)
         except LabError as exc:
             result.status, result.message = "failed", str(exc)
             result.traceback = traceback.format_exc()
@@ -505,83 +522,111 @@ class Trainer:
         result.epochs_done, result.step = self.epoch, self.step
         result.best_val_acc, result.best_epoch = self.best_val_acc, self.best_epoch
         result.wall_s = time.perf_counter() - t0
-        result.train_s = self.elapsed_before + getattr(self, "_train_s", 0.0)
-        self._emit("on_end", result, self)
+        result.train_s = self.elapsed_before + self.train_s
+        self._call("on_end", result)
         return result
 
+    def _test(self, result: TrainResult) -> None:
+        """The test-set figures of the trained model, into `result`."""
+        tl, ta, preds = evaluate(self.model, self.mnist.test_x, self.mnist.test_y, self.device,
+                                 self.cfg.eval_batch_size, self.cfg.channels_last)
+        cm = confusion_matrix(preds, self.mnist.test_y)
+        result.test_loss, result.test_acc = tl, ta
+        result.confusion = cm.tolist()
+        result.per_class_acc = (cm.diag().float() / cm.sum(1).clamp(min=1).float()).tolist()
+
     def _train(self) -> tuple[str, str]:
-        cfg, model, dev = self.cfg, self.model, self.device
-        x_all, y_all = self.mnist.train_x, self.mnist.train_y
-        log_every = 1 if dev.type == "cpu" else 10  # .item() syncs with an accelerator: only at log steps
-        t_start = time.perf_counter() - self.elapsed_before
-        self._train_s = 0.0
-        model.train()
+        """Epochs until the planned count, a stop or a divergence: (status, message)."""
+        self._t_start = time.perf_counter() - self.elapsed_before
+        self.train_s = 0.0
+        self.model.train()
         while True:
             self._apply_live(floor=self.epoch)  # between epochs: a shorter run can end here
             if self.epoch >= self.epochs:
-                break
-            ep_loss = torch.zeros((), device=dev)
-            ep_correct = torch.zeros((), device=dev, dtype=torch.long)
-            ep_n = 0
-            win_t, win_n = time.perf_counter(), 0
-            for idx in D.iterate_indices(self.splits.train_idx, cfg.batch_size, True, self.gen):
-                if self.control.stop_event.is_set():
-                    self._event("stop")
-                    return "stopped", f"stopped by the user at step {self.step} (epoch {self.epoch + 1})"
-                self._wait_if_paused()
-                if self.control.stop_event.is_set():
-                    self._event("stop")
-                    return "stopped", f"stopped by the user at step {self.step} (epoch {self.epoch + 1})"
-                self._apply_live()
-                lr = self.current_lr()
-                for g in self.optimizer.param_groups:
-                    g["lr"] = lr
-                xb = D.make_batch(x_all, idx, self.aug_strength, self.gen, cfg.data.aug_kind).to(dev, non_blocking=True)
-                yb = y_all.index_select(0, idx).to(dev, non_blocking=True)
-                if cfg.channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                self._emit("on_batch_start", self)  # callbacks that sample a step (layer health) arm here
-                out = model(xb)
-                loss = self._loss(out, yb)
-                with self._weights_lock:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
-                self.step += 1
-                self._emit("on_batch_end", self)  # grads of this step are still in .grad here
-                n = len(idx)
-                ep_loss += loss.detach() * n
-                correct = (out.detach().argmax(1) == yb).sum()
-                ep_correct += correct
-                ep_n += n
-                win_n += n
-                if self.step % log_every == 0 or ep_n >= len(self.splits.train_idx):
-                    lv = loss.item()
-                    if not math.isfinite(lv):
-                        self._event("diverged", value=str(lv))
-                        return "diverged", (
-                            f"training diverged: the loss became {lv} at step {self.step} (epoch {self.epoch + 1}) "
-                            f"with learning rate {lr:.3g}; lower the learning rate (or add BatchNorm) and retry")
-                    now = time.perf_counter()
-                    ips = win_n / max(1e-9, now - win_t)
-                    win_t, win_n = now, 0
-                    self._emit("on_step", {
-                        "kind": "step", "step": self.step, "epoch": self.epoch + 1, "loss": lv,
-                        "acc": correct.item() / n, "lr": lr, "ips": ips,
-                        "t": now - t_start - self._t_paused, "wall": time.time()})
-            self.epoch += 1
-            self._train_s = time.perf_counter() - t_start - self._t_paused - self.elapsed_before
-            tl = (ep_loss / max(1, ep_n)).item()
-            if not math.isfinite(tl):
-                self._event("diverged", value=str(tl))
-                return "diverged", f"training diverged: the epoch's mean loss is {tl} (epoch {self.epoch}); lower the learning rate"
-            vl, va, _ = evaluate(model, *self.val_data, dev, cfg.eval_batch_size, cfg.channels_last)
-            improved = self.best_val_acc is None or va > self.best_val_acc
-            if improved:
-                self.best_val_acc, self.best_epoch = va, self.epoch
-            rec = {"kind": "epoch", "epoch": self.epoch, "step": self.step, "train_loss": tl,
-                   "train_acc": ep_correct.item() / max(1, ep_n), "val_loss": vl, "val_acc": va,
-                   "lr": self.current_lr(), "best": improved,
-                   "t": time.perf_counter() - t_start - self._t_paused, "wall": time.time()}
-            self._emit("on_epoch", rec, self)
-        return "done", ""
+                return "done", ""
+            if self.control.stop_after_epoch.is_set():
+                self._event("stop")
+                return "stopped", f"stopped by the user after epoch {self.epoch}"
+            self._tally = _EpochTally.start(self.device)
+            for idx in D.iterate_indices(self.splits.train_idx, self.cfg.batch_size, True, self.gen):
+                ended = self._control() or self._train_step(idx, self._live_values())
+                if ended:
+                    return ended
+            ended = self._end_of_epoch()
+            if ended:
+                return ended
+
+    def _control(self) -> tuple[str, str] | None:
+        """Obey pause and stop requests between steps; (status, message) when the run must end."""
+        if not self.control.stop_event.is_set():
+            self._wait_if_paused()  # a stop also ends a pause
+        if not self.control.stop_event.is_set():
+            return None
+        self._event("stop")
+        return "stopped", f"stopped by the user at step {self.step} (epoch {self.epoch + 1})"
+
+    def _live_values(self) -> float:
+        """Apply pending live changes and set this step's learning rate; the LR."""
+        self._apply_live()
+        lr = self.current_lr()
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        return lr
+
+    def _train_step(self, idx: torch.Tensor, lr: float) -> tuple[str, str] | None:
+        """One optimizer step on the images `idx`; (status, message) if the loss diverged."""
+        cfg, dev, tally = self.cfg, self.device, self._tally
+        xb = D.make_batch(self.mnist.train_x, idx, self.aug_strength, self.gen, cfg.data.aug_kind)
+        xb = xb.to(dev, non_blocking=True)
+        yb = self.mnist.train_y.index_select(0, idx).to(dev, non_blocking=True)
+        if cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        self._call("on_batch_start")  # callbacks that sample a step (layer health) arm here
+        out = self.model(xb)
+        loss = self._loss(out, yb)
+        with self._weights_lock:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        self.step += 1
+        self._call("on_batch_end")  # grads of this step are still in .grad here
+        n = len(idx)
+        tally.loss += loss.detach() * n
+        correct = (out.detach().argmax(1) == yb).sum()
+        tally.correct += correct
+        tally.n += n
+        tally.win_n += n
+        if self.step % self._log_every and tally.n < len(self.splits.train_idx):
+            return None
+        lv = loss.item()
+        if not math.isfinite(lv):
+            self._event("diverged", value=str(lv))
+            return "diverged", (
+                f"training diverged: the loss became {lv} at step {self.step} (epoch {self.epoch + 1}) "
+                f"with learning rate {lr:.3g}; lower the learning rate (or add BatchNorm) and retry")
+        now = time.perf_counter()
+        ips = tally.win_n / max(1e-9, now - tally.win_t)
+        tally.win_t, tally.win_n = now, 0
+        self._call("on_step", {
+            "kind": "step", "step": self.step, "epoch": self.epoch + 1, "loss": lv,
+            "acc": correct.item() / n, "lr": lr, "ips": ips, "t": self._clock(), "wall": time.time()})
+        return None
+
+    def _end_of_epoch(self) -> tuple[str, str] | None:
+        """Count the epoch, validate, record it; (status, message) if its mean loss diverged."""
+        tally = self._tally
+        self.epoch += 1
+        self.train_s = self._clock() - self.elapsed_before
+        tl = (tally.loss / max(1, tally.n)).item()
+        if not math.isfinite(tl):
+            self._event("diverged", value=str(tl))
+            return "diverged", f"training diverged: the epoch's mean loss is {tl} (epoch {self.epoch}); lower the learning rate"
+        vl, va, _ = evaluate(self.model, *self.val_data, self.device, self.cfg.eval_batch_size, self.cfg.channels_last)
+        improved = self.best_val_acc is None or va > self.best_val_acc
+        if improved:
+            self.best_val_acc, self.best_epoch = va, self.epoch
+        self._call("on_epoch", {
+            "kind": "epoch", "epoch": self.epoch, "step": self.step, "train_loss": tl,
+            "train_acc": tally.correct.item() / max(1, tally.n), "val_loss": vl, "val_acc": va,
+            "lr": self.current_lr(), "best": improved, "t": self._clock(), "wall": time.time()})
+        return None

@@ -9,7 +9,7 @@ of its output. The hooks exist only during the sampled step, so the other steps 
 
 A record is `{"kind": "health", "step", "epoch", "every", "lr", "layers": [...], "weight_norm": [...],
 "grad_norm": [...], "update_ratio": [...], "acts": [...], "dead_frac": [...], "act_mean": [...],
-"act_std": [...]}`; `with_health(sink)` wraps a sink so the records reach its `on_health` (the
+"act_std": [...]}`, published with `trainer.publish_health(rec)` to every callback's `on_health` (the
 recorder writes them to metrics.jsonl beside the step records, so saved runs show them too).
 """
 
@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 from torch import nn
+
+from .callbacks import Callback
 
 # Sampling period: about 100 records a run, never more often than every 10 steps (cost: benchmarks/)
 MIN_EVERY, MAX_EVERY, TARGET_RECORDS = 10, 50, 100
@@ -55,14 +57,16 @@ def activations(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ReLU)]
 
 
-class LayerHealth:
-    """Trainer callback: layer statistics of one step every `every` steps, handed to `report(rec)`."""
+class LayerHealth(Callback):
+    """Trainer callback: layer statistics of one step every `every` steps (default: `default_every`)."""
 
-    def __init__(self, report: Callable[[dict], None], every: int | None = None):
-        self.report, self.every = report, every
+    def __init__(self, every: int | None = None):
+        self.every = every
         self._armed = False
         self._first = True
         self._hooks: list[Any] = []
+        self._layers: list[tuple[str, nn.Module]] = []
+        self._names: list[str] = []
         self._before: list[torch.Tensor] = []
         self._acts: dict[str, torch.Tensor] = {}
 
@@ -114,7 +118,7 @@ class LayerHealth:
             acts = [n for n in self._names if n in self._acts]
             act_stats = torch.stack([self._acts[n].cpu() for n in acts]).tolist() if acts else []
         self._before, self._acts = [], {}
-        lr = trainer.optimizer.param_groups[0].get("lr") if getattr(trainer, "optimizer", None) else None
+        lr = trainer.optimizer.param_groups[0].get("lr")
         rec = {"kind": "health", "step": trainer.step, "epoch": trainer.epoch + 1, "every": self.every, "lr": lr,
                "layers": [n for n, _ in self._layers],
                "weight_norm": [_clean(r[0]) for r in layer_stats],
@@ -124,39 +128,12 @@ class LayerHealth:
                "dead_frac": [_clean(r[0]) for r in act_stats],
                "act_mean": [_clean(r[1]) for r in act_stats],
                "act_std": [_clean(r[2]) for r in act_stats]}
-        self.report(rec)
+        trainer.publish_health(rec)
 
 
 def _clean(v: float) -> float | str:
     """JSON-safe, 5 significant digits; a non-finite value is kept as its name ("nan", "inf") for the flags."""
     return float(f"{v:.5g}") if math.isfinite(v) else str(v)
-
-
-class HealthSink:
-    """Wraps an engine sink: layer health records go to its `on_health`; every other hook passes through."""
-
-    def __init__(self, sink: Any, every: int | None = None):
-        self.sink = sink
-        self.health = LayerHealth(self._report, every)
-
-    def _report(self, rec: dict) -> None:
-        fn = getattr(self.sink, "on_health", None)
-        if fn is not None:
-            fn(rec)
-
-    def __getattr__(self, name: str) -> Any:  # on_step, on_epoch, ... of the wrapped sink
-        return getattr(self.sink, name)
-
-    def on_batch_start(self, trainer: Any) -> None:
-        self.health.on_batch_start(trainer)
-
-    def on_batch_end(self, trainer: Any) -> None:
-        self.health.on_batch_end(trainer)
-
-
-def with_health(sink: Any, every: int | None = None) -> HealthSink:
-    """`sink` plus layer health every `every` steps (default: `default_every` of the run)."""
-    return HealthSink(sink, every)
 
 
 # ------------------------------------------------------------------ reading records

@@ -68,9 +68,10 @@ from typing import Any, Callable
 import torch
 
 from . import data as D
+from .callbacks import Callback
 from .engine import LIVE_FIELDS, Control, LiveParams, TrainConfig, TrainResult, Trainer
 from .errors import CheckpointError, ConfigError, LabError
-from .health import with_health
+from .health import LayerHealth
 from .models import validate_spec
 from .recorder import RunRecorder, create_run
 from .records import RunRecords
@@ -121,8 +122,8 @@ def _epochs_set_after(events: list[dict], step: int, epoch: int) -> int | None:
     return int(later) if isinstance(later, (int, float)) else None
 
 
-class _Job:
-    """Everything about one job; the worker writes it (as the recorder's forward sink), views read it."""
+class _Job(Callback):
+    """Everything about one job; the worker writes it (a Trainer callback after the recorder), views read it."""
 
     def __init__(self, seq: int, handle: RunHandle, preset: str, spec: list[dict], cfg: TrainConfig, *,
                  name: str, mode: str = "new", init_weights: dict | None = None, start_epoch: int = 0,
@@ -135,7 +136,6 @@ class _Job:
         self.records = RunRecords(handle.path)  # memory while it trains; the store once it has ended
         self.control = Control(LiveParams(cfg.lr, cfg.momentum, cfg.weight_decay,
                                           cfg.data.aug_strength if cfg.data.augment else 0.0, cfg.epochs))
-        self.stop_after_epoch = False
         self.thread: threading.Thread | None = None
         self.trainer: Trainer | None = None
         self.result: TrainResult | None = None
@@ -158,7 +158,7 @@ class _Job:
         with self.lock:
             self.phase = phase
 
-    # ---- sink (called in the worker thread, after the recorder has persisted the record)
+    # ---- callback hooks (in the worker thread, after the recorder has persisted the record)
     def on_start(self, trainer: Trainer) -> None:
         with self.lock:
             self.status = "running"
@@ -175,7 +175,7 @@ class _Job:
             torch.set_num_threads(want)
             self._threads = want
 
-    def on_step(self, rec: dict) -> None:
+    def on_step(self, trainer: Trainer, rec: dict) -> None:
         self.adjust_threads()
         with self.lock:
             self.records.append(rec)
@@ -187,19 +187,17 @@ class _Job:
             elif isinstance(ips, (int, float)) and ips > 0:
                 self.ips = ips if self.ips is None else (1 - IPS_SMOOTHING) * self.ips + IPS_SMOOTHING * ips
 
-    def on_health(self, rec: dict) -> None:
+    def on_health(self, trainer: Trainer, rec: dict) -> None:
         with self.lock:
             self.records.append(rec)
 
-    def on_epoch(self, rec: dict, trainer: Trainer) -> None:
+    def on_epoch(self, trainer: Trainer, rec: dict) -> None:
         with self.lock:
             self.records.append(rec)
             self.epochs_done, self.epoch, self.step = rec["epoch"], rec["epoch"], rec["step"]
             self.best_val_acc = trainer.best_val_acc
-        if self.stop_after_epoch:  # last.pt of this epoch is saved: the loop stops before the next step
-            self.control.stop_event.set()
 
-    def on_event(self, rec: dict) -> None:
+    def on_event(self, trainer: Trainer, rec: dict) -> None:
         with self.lock:
             self.records.append(rec)
             if rec.get("event") == "pause":
@@ -210,7 +208,7 @@ class _Job:
                 self.epochs = int(rec["new"])
                 self.total_steps = self.steps_per_epoch * self.epochs
 
-    def on_end(self, result: TrainResult, trainer: Trainer) -> None:
+    def on_end(self, trainer: Trainer, result: TrainResult) -> None:
         with self.lock:
             self.result = result
             self.status, self.message, self.traceback = result.status, result.message, result.traceback
@@ -490,8 +488,8 @@ class JobManager:
                 self._queue.remove(job)
                 self._end_unstarted(job, "stopped", "stopped before it started")
                 return
-        if after_epoch:
-            job.stop_after_epoch = True
+        if after_epoch:  # the engine stops once the epoch is validated and its last.pt saved
+            job.control.stop_after_epoch.set()
         else:
             job.control.stop_event.set()
 
@@ -666,7 +664,7 @@ class JobManager:
             resume_state = self._prepare_resume(job) if job.mode == "resume" else None
             job.set_phase(PHASES["model"])
             trainer = Trainer(job.spec, job.cfg, mnist, control=job.control,
-                              sink=with_health(RunRecorder(job.handle, forward=job)), resume_state=resume_state,
+                              callbacks=[RunRecorder(job.handle), LayerHealth(), job], resume_state=resume_state,
                               init_weights=job.init_weights)
             if resume_state is None and job.start_epoch:  # a fork: counters continue the parent's
                 trainer.epoch, trainer.step = job.start_epoch, job.start_epoch * trainer.steps_per_epoch

@@ -1,11 +1,11 @@
-"""The sink that makes a training run durable: metrics, events, checkpoints and results into the run store."""
+"""The callback that makes a training run durable: metrics, events, checkpoints and results into the run store."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from . import __version__
+from .callbacks import Callback
 from .engine import TrainConfig, TrainResult, Trainer
 from .errors import DiskFullError
 from .models import summarize
@@ -55,19 +55,16 @@ def create_run(store: RunStore, preset: str, spec: list[dict], cfg: TrainConfig,
                         lock=True)
 
 
-class RunRecorder:
-    """Engine sink writing to a RunHandle; forwards every record to `forward` (e.g. a live job view)."""
+class RunRecorder(Callback):
+    """Trainer callback writing a run's records, checkpoints, status and result to its RunHandle.
 
-    def __init__(self, run: RunHandle, forward: Any = None):
+    Put it first in the callback list: the callbacks after it see each record once it is persisted.
+    """
+
+    def __init__(self, run: RunHandle):
         self.run = run
-        self.forward = forward
         self._buf: list[dict] = []
         self._last_flush = time.monotonic()
-
-    def _fwd(self, method: str, *args: Any) -> None:
-        fn = getattr(self.forward, method, None)
-        if fn is not None:
-            fn(*args)
 
     def flush(self) -> None:
         if self._buf:
@@ -78,29 +75,25 @@ class RunRecorder:
     def on_start(self, trainer: Trainer) -> None:
         self.run.write_status(status="running", message="", epoch=trainer.epoch, step=trainer.step,
                               epochs_planned=trainer.epochs, steps_per_epoch=trainer.steps_per_epoch)
-        self._fwd("on_start", trainer)
 
-    def on_step(self, rec: dict) -> None:
+    def on_step(self, trainer: Trainer, rec: dict) -> None:
         self._buf.append(rec)
         if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
             self.flush()
-        self._fwd("on_step", rec)
 
-    def on_health(self, rec: dict) -> None:
+    def on_health(self, trainer: Trainer, rec: dict) -> None:
         """A layer-health record (cnnlab.health): stored with the step records, in metrics.jsonl."""
         self._buf.append(rec)
-        self._fwd("on_health", rec)
 
-    def on_event(self, rec: dict) -> None:
+    def on_event(self, trainer: Trainer, rec: dict) -> None:
         self.flush()
         self.run.append_event(rec)
         if rec.get("event") in ("pause", "resume"):
             self.run.write_status(status="paused" if rec["event"] == "pause" else "running")
         elif rec.get("event") == "set" and rec.get("field") == "epochs":
             self.run.write_status(epochs_planned=rec["new"])
-        self._fwd("on_event", rec)
 
-    def on_epoch(self, rec: dict, trainer: Trainer) -> None:
+    def on_epoch(self, trainer: Trainer, rec: dict) -> None:
         self.flush()
         self.run.append_metrics([rec])
         state = trainer.checkpoint_state()
@@ -115,9 +108,8 @@ class RunRecorder:
         self.run.save_checkpoint(state, "last")
         self.run.write_status(epoch=rec["epoch"], step=rec["step"], best_val_acc=trainer.best_val_acc,
                               best_epoch=trainer.best_epoch, train_s=rec["t"])
-        self._fwd("on_epoch", rec, trainer)
 
-    def on_end(self, result: TrainResult, trainer: Trainer) -> None:
+    def on_end(self, trainer: Trainer, result: TrainResult) -> None:
         try:
             self.flush()
         except DiskFullError:
@@ -132,4 +124,3 @@ class RunRecorder:
                               epoch=result.epochs_done, step=result.step, best_val_acc=result.best_val_acc,
                               test_acc=result.test_acc, wall_s=result.wall_s, train_s=result.train_s)
         self.run.release_writer()  # final status written: the next writer may take over before views say so
-        self._fwd("on_end", result, trainer)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 
 from . import data as D
+from .callbacks import Callback
 from .engine import TrainConfig, Trainer, evaluate
 from .fsutil import atomic_write_bytes
 from .models import get_preset, summarize
@@ -44,15 +45,15 @@ def machine() -> dict:
     return info
 
 
-class _StopAfter:
-    """Sink: ask the trainer to stop after `n` steps, remembering when step `warm` ended."""
+class _StopAfter(Callback):
+    """Callback: ask the trainer to stop after `n` steps, remembering when step `warm` ended."""
 
     def __init__(self, control: Any, n: int, warm: int):
         self.control, self.n, self.warm = control, n, warm
         self.t_warm: float | None = None
         self.t_end: float | None = None
 
-    def on_step(self, rec: dict) -> None:
+    def on_step(self, trainer: Any, rec: dict) -> None:
         if rec["step"] == self.warm:
             self.t_warm = time.perf_counter()
         if rec["step"] >= self.n and self.t_end is None:
@@ -66,12 +67,12 @@ def time_steps(name: str, steps: int = 12, warm: int = 2, device: str = "auto", 
 
     cfg = recipe_config(name, 0, device=device, **smoke)
     control = Control()
-    sink = _StopAfter(control, steps, warm)
-    trainer = Trainer(get_preset(name).spec, cfg, D.load_mnist(), control=control, sink=sink)
+    timer = _StopAfter(control, steps, warm)
+    trainer = Trainer(get_preset(name).spec, cfg, D.load_mnist(), control=control, callbacks=[timer])
     trainer.run()
-    if sink.t_end is None or sink.t_warm is None:
+    if timer.t_end is None or timer.t_warm is None:
         raise RuntimeError(f"{name}: timing stopped before step {steps}")
-    per_step = (sink.t_end - sink.t_warm) / (steps - warm)
+    per_step = (timer.t_end - timer.t_warm) / (steps - warm)
     return {"step_s": per_step, "steps_timed": steps - warm, "steps_per_epoch": cfg.steps_per_epoch(),
             "epoch_s": per_step * cfg.steps_per_epoch(), "batch_size": cfg.batch_size}
 
@@ -101,8 +102,8 @@ def run_recipe(name: str, seed: int, *, device: str = "auto", save: bool = True,
     control = Control()
     t0 = time.perf_counter()
 
-    class _Curve:
-        def on_epoch(self, rec: dict, trainer: Any) -> None:
+    class _Curve(Callback):
+        def on_epoch(self, trainer: Any, rec: dict) -> None:
             curve.append([rec["epoch"], round(rec["val_acc"], 5)])
             if on_epoch:
                 on_epoch(rec)
@@ -111,12 +112,12 @@ def run_recipe(name: str, seed: int, *, device: str = "auto", save: bool = True,
                 control.stop_event.set()
 
     run = None
-    sink: Any = _Curve()
+    callbacks: list[Callback] = [_Curve()]
     if save:
         run = create_run(RunStore(), p.name, p.spec, cfg, name=f"reproduce {name} seed {seed}", source="reproduce")
-        sink = RunRecorder(run, forward=sink)
+        callbacks.insert(0, RunRecorder(run))
     mnist = D.load_mnist()
-    trainer = Trainer(p.spec, cfg, mnist, control=control, sink=sink)
+    trainer = Trainer(p.spec, cfg, mnist, control=control, callbacks=callbacks)
     result = trainer.run()
     wall = time.perf_counter() - t0
     train_images_acc = None

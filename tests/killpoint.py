@@ -31,10 +31,10 @@ def main() -> None:
     state = {"epoch": None}
     real_write, real_on_epoch = fsutil._atomic_write, RunRecorder.on_epoch
 
-    def on_epoch(self, rec, trainer):
+    def on_epoch(self, trainer, rec):
         state["epoch"] = rec["epoch"]
         try:
-            real_on_epoch(self, rec, trainer)
+            real_on_epoch(self, trainer, rec)
         finally:
             state["epoch"] = None
 

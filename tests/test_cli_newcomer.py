@@ -28,8 +28,8 @@ def test_progress_into_a_log_writes_a_few_lines_not_thousands_of_updates():
     log = io.StringIO()  # not a terminal
     p = cli.Progress(5000, file=log)
     for step in range(1, 5001):
-        p.on_step({"step": step, "epoch": 1, "loss": 0.5, "lr": 0.01, "ips": 1000.0})
-    p.on_epoch({"epoch": 1, "train_loss": 0.5, "train_acc": 0.9, "val_loss": 0.4, "val_acc": 0.95}, None)
+        p.show({"kind": "step", "step": step, "epoch": 1, "loss": 0.5, "lr": 0.01, "ips": 1000.0})
+    p.show({"kind": "epoch", "epoch": 1, "train_loss": 0.5, "train_acc": 0.9, "val_loss": 0.4, "val_acc": 0.95})
     p.on_end(None, None)
     out = log.getvalue()
     assert out.count("\r") <= 5, out.count("\r")  # the hand-made bar wrote one every 0.2 s

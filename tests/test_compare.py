@@ -38,13 +38,13 @@ def make_runs(root: Path, mnist) -> dict[str, str]:
     store = RunStore(root)
     spec = get_preset("seed002").spec
     a = create_run(store, "seed002", spec, _tiny_cfg(1), name="alpha", source="cli")
-    Trainer(spec, _tiny_cfg(1), mnist, sink=RunRecorder(a)).run()
+    Trainer(spec, _tiny_cfg(1), mnist, callbacks=[RunRecorder(a)]).run()
     store.set_tags(a.id, ["baseline", "tiny"])
     # a fork like JobManager.fork makes: alpha's epoch-1 weights, counters continuing alpha's, its clock
     # restarting at zero; plus a live LR change at its first step
     fork = create_run(store, "seed002", spec, _tiny_cfg(2), name="alpha fork", parent={"run_id": a.id, "epoch": 1})
     control = Control()
-    trainer = Trainer(spec, _tiny_cfg(2), mnist, control=control, sink=RunRecorder(fork),
+    trainer = Trainer(spec, _tiny_cfg(2), mnist, control=control, callbacks=[RunRecorder(fork)],
                       init_weights=a.load_checkpoint("last")["model"])
     trainer.epoch, trainer.step = 1, trainer.steps_per_epoch
     control.live.set(lr=0.0005)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cnnlab import engine as E
+from cnnlab.callbacks import Callback
 
 from cnnlab.errors import ConfigError
 from cnnlab.models import get_preset
@@ -15,20 +16,20 @@ from cnnlab.models import get_preset
 SMALL = get_preset("seed002").spec
 
 
-class Collect:
+class Collect(Callback):
     def __init__(self):
         self.steps, self.epochs, self.events, self.end = [], [], [], None
 
-    def on_step(self, rec):
+    def on_step(self, trainer, rec):
         self.steps.append(rec)
 
-    def on_epoch(self, rec, trainer):
+    def on_epoch(self, trainer, rec):
         self.epochs.append(rec)
 
-    def on_event(self, rec):
+    def on_event(self, trainer, rec):
         self.events.append(rec)
 
-    def on_end(self, result, trainer):
+    def on_end(self, trainer, result):
         self.end = result
 
 
@@ -88,8 +89,8 @@ def test_schedules_match_torch_schedulers(name):
 
 def test_same_seed_same_curves_and_a_real_model_learns(mnist):
     a, b = Collect(), Collect()
-    ra = E.Trainer(SMALL, cfg(seed=7), mnist, sink=a).run()
-    E.Trainer(SMALL, cfg(seed=7), mnist, sink=b).run()
+    ra = E.Trainer(SMALL, cfg(seed=7), mnist, callbacks=[a]).run()
+    E.Trainer(SMALL, cfg(seed=7), mnist, callbacks=[b]).run()
     assert [s["loss"] for s in a.steps] == [s["loss"] for s in b.steps]
     assert ra.status == "done" and ra.test_acc > 0.25  # 640 images, 10 steps: well above chance (0.1)
     losses = [s["loss"] for s in a.steps]
@@ -97,13 +98,13 @@ def test_same_seed_same_curves_and_a_real_model_learns(mnist):
     assert len(a.steps) == 10 and a.epochs[0]["val_acc"] > 0.25
     assert sum(map(sum, ra.confusion)) == 10000 and len(ra.per_class_acc) == 10
     c = Collect()
-    E.Trainer(SMALL, cfg(seed=8), mnist, sink=c).run()
+    E.Trainer(SMALL, cfg(seed=8), mnist, callbacks=[c]).run()
     assert [s["loss"] for s in c.steps] != [s["loss"] for s in a.steps]
 
 
 def test_step_records_carry_loss_accuracy_lr_and_throughput(mnist):
     col = Collect()
-    E.Trainer(SMALL, cfg(scheduler="onecycle", lr=0.01), mnist, sink=col).run()
+    E.Trainer(SMALL, cfg(scheduler="onecycle", lr=0.01), mnist, callbacks=[col]).run()
     rec = col.steps[3]
     assert {"loss", "acc", "lr", "ips", "step", "epoch", "t"} <= set(rec)
     assert rec["ips"] > 0 and 0 <= rec["acc"] <= 1
@@ -114,7 +115,7 @@ def test_step_records_carry_loss_accuracy_lr_and_throughput(mnist):
 def test_huge_lr_diverges_with_a_message(mnist):
     col = Collect()
     spec = get_preset("seed004").spec  # (seed002 at this LR dies quietly: all ReLUs off, loss flat)
-    r = E.Trainer(spec, cfg(optimizer="sgd", lr=10.0, momentum=0.9, epochs=2), mnist, sink=col).run()
+    r = E.Trainer(spec, cfg(optimizer="sgd", lr=10.0, momentum=0.9, epochs=2), mnist, callbacks=[col]).run()
     assert r.status == "diverged"
     assert "lower the learning rate" in r.message and "step" in r.message
     assert col.events[-1]["event"] == "diverged"
@@ -129,7 +130,7 @@ def test_log_softmax_net_and_label_smoothing_train(mnist):
 def test_stop_pause_and_live_lr_between_steps(mnist):
     col = Collect()
     control = E.Control()
-    trainer = E.Trainer(SMALL, cfg(epochs=50, data={"subset": 2000}), mnist, control=control, sink=col)
+    trainer = E.Trainer(SMALL, cfg(epochs=50, data={"subset": 2000}), mnist, control=control, callbacks=[col])
     th = threading.Thread(target=trainer.run, daemon=True)
     th.start()
     while len(col.steps) < 3:
@@ -181,3 +182,68 @@ def test_device_defaults_to_cpu_here():
 
     assert pick_device("auto").type in ("cuda", "mps", "cpu")
     assert pick_device("cpu").type == "cpu"
+
+
+class Hooks(Callback):
+    """Notes each hook it gets, tagged with its name; publishes a health record at step 3 when asked."""
+
+    def __init__(self, tag, log, publish=False):
+        self.tag, self.log, self.publish = tag, log, publish
+
+    def on_start(self, trainer):
+        self.log.append((self.tag, "start", trainer.step))
+
+    def on_batch_start(self, trainer):
+        self.log.append((self.tag, "batch_start", trainer.step))
+
+    def on_batch_end(self, trainer):
+        self.log.append((self.tag, "batch_end", trainer.step))
+        if self.publish and trainer.step == 3:
+            trainer.publish_health({"kind": "health", "step": trainer.step})
+
+    def on_step(self, trainer, rec):
+        self.log.append((self.tag, "step", rec["step"]))
+
+    def on_epoch(self, trainer, rec):
+        self.log.append((self.tag, "epoch", rec["step"]))
+
+    def on_event(self, trainer, rec):
+        self.log.append((self.tag, rec["event"], rec["step"]))
+
+    def on_health(self, trainer, rec):
+        self.log.append((self.tag, "health", rec["step"]))
+
+    def on_end(self, trainer, result):
+        self.log.append((self.tag, "end:" + result.status, trainer.step))
+
+
+def test_every_callback_gets_every_hook_in_list_order(mnist):
+    log = []
+    trainer = E.Trainer(SMALL, cfg(epochs=2), mnist, callbacks=[Hooks("a", log), Hooks("b", log, publish=True)])
+    assert trainer.run().status == "done"
+    a = [(hook, step) for tag, hook, step in log if tag == "a"]
+    assert [(t, h, s) for t, h, s in log if t == "b"] == [("b", h, s) for h, s in a]  # b saw what a saw
+    assert a[0] == ("start", 0) and a[-1] == ("end:done", 20)
+    assert a[1:4] == [("batch_start", 0), ("batch_end", 1), ("step", 1)]
+    assert [s for h, s in a if h == "epoch"] == [10, 20] and [s for h, s in a if h == "step"] == list(range(1, 21))
+    assert [s for h, s in a if h == "health"] == [3]  # published by b, seen by a too
+    for i, (tag, hook, step) in enumerate(log[:-1]):  # a before b for each hook
+        if tag == "a":
+            assert log[i + 1] == ("b", hook, step)
+
+
+def test_stop_after_this_epoch_ends_at_the_epoch_boundary(mnist):
+    control = E.Control()
+    log = []
+
+    class StopAt3(Hooks):
+        def on_step(self, trainer, rec):
+            super().on_step(trainer, rec)
+            if rec["step"] == 3:
+                control.stop_after_epoch.set()
+
+    result = E.Trainer(SMALL, cfg(epochs=3), mnist, control=control, callbacks=[StopAt3("a", log)]).run()
+    assert result.status == "stopped" and "after epoch 1" in result.message
+    assert result.epochs_done == 1 and result.step == 10  # the epoch in progress was finished, not cut
+    hooks = [(h, s) for _, h, s in log]
+    assert hooks[-3:] == [("epoch", 10), ("stop", 10), ("end:stopped", 10)]

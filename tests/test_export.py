@@ -56,7 +56,7 @@ def trained(tmp_path_factory, mnist):
     p = M.get_preset("fast")
     cfg = TrainConfig.from_dict({**p.recipe, "device": "cpu", "data": {"subset": 4000, "val_size": 1000}})
     run = create_run(store, "fast", p.spec, cfg, name="fast on 4k")
-    result = Trainer(p.spec, cfg, mnist, sink=RunRecorder(run)).run()
+    result = Trainer(p.spec, cfg, mnist, callbacks=[RunRecorder(run)]).run()
     assert result.status == "done", result.message
     assert result.test_acc > 0.8  # a real, if small, model
     return store, run.id

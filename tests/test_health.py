@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cnnlab import health as H
+from cnnlab.callbacks import Callback
 from cnnlab.engine import Trainer
 from cnnlab.jobs import JobManager
 from cnnlab.models import build_model
@@ -20,20 +21,21 @@ NET = [{"type": "conv", "out": 8, "k": 3, "stride": 2}, {"type": "relu"}, {"type
        {"type": "flatten"}, {"type": "linear", "out": 16}, {"type": "relu"}, {"type": "linear", "out": 10}]
 
 
-class Collect:
+class Collect(Callback):
     def __init__(self):
         self.health, self.steps = [], []
 
-    def on_health(self, rec):
+    def on_health(self, trainer, rec):
         self.health.append(rec)
 
-    def on_step(self, rec):
+    def on_step(self, trainer, rec):
         self.steps.append(rec)
 
 
 def train(spec=NET, every=4, init=None, **over) -> tuple[Collect, Trainer]:
     sink = Collect()
-    trainer = Trainer(spec, cfg(epochs=1, **over), _mnist(), sink=H.with_health(sink, every), init_weights=init)
+    trainer = Trainer(spec, cfg(epochs=1, **over), _mnist(), callbacks=[H.LayerHealth(every), sink],
+                      init_weights=init)
     assert trainer.run().status == "done"
     return sink, trainer
 

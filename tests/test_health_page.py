@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from streamlit.testing.v1 import AppTest
 
-from cnnlab.health import with_health
+from cnnlab.health import LayerHealth
 from cnnlab.models import build_model
 from cnnlab.recorder import RunRecorder, create_run
 from test_health import NET
@@ -28,7 +28,7 @@ def _dead_run(store, mnist) -> str:
         model[0].bias.fill_(-100.0)
     c = cfg(epochs=1)
     run = create_run(store, "custom", NET, c, name="dead relus", source="cli")
-    Trainer(NET, c, mnist, sink=with_health(RunRecorder(run), every=4), init_weights=model.state_dict()).run()
+    Trainer(NET, c, mnist, callbacks=[RunRecorder(run), LayerHealth(every=4)], init_weights=model.state_dict()).run()
     return run.id
 
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from cnnlab.callbacks import Callback
 from cnnlab.data import DataConfig
 from cnnlab.engine import Control, TrainConfig, Trainer, schedule_factor, stretched_step
 from cnnlab.errors import ConfigError
@@ -16,28 +17,28 @@ from test_jobs import TINY, cfg, events, mgr, steps, store, wait_for  # noqa: F4
 BIG = DataConfig(subset=4096, val_size=500)  # 128 steps an epoch: room to pause inside epoch 1
 
 
-class _SetAt:
-    """Engine sink: asks for `epochs` once the loop has taken `step` steps; keeps every record."""
+class _SetAt(Callback):
+    """Trainer callback: asks for `epochs` once the loop has taken `step` steps; keeps every record."""
 
     def __init__(self, control: Control, step: int, epochs: int):
         self.control, self.at, self.epochs, self.recs = control, step, epochs, []
 
-    def on_step(self, rec: dict) -> None:
+    def on_step(self, trainer: Trainer, rec: dict) -> None:
         self.recs.append(rec)
         if rec["step"] == self.at:
             self.control.live.set(epochs=self.epochs)
 
-    def on_event(self, rec: dict) -> None:
+    def on_event(self, trainer: Trainer, rec: dict) -> None:
         self.recs.append(rec)
 
-    def on_epoch(self, rec: dict, trainer: Trainer) -> None:
+    def on_epoch(self, trainer: Trainer, rec: dict) -> None:
         self.recs.append(rec)
 
 
 def _train(mnist, c: TrainConfig, at: int, epochs: int) -> tuple[Trainer, list[dict]]:
     control = Control()
     sink = _SetAt(control, at, epochs)
-    trainer = Trainer(TINY, c, mnist, control=control, sink=sink)
+    trainer = Trainer(TINY, c, mnist, control=control, callbacks=[sink])
     result = trainer.run()
     assert result.status == "done", result.message
     return trainer, sink.recs

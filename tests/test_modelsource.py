@@ -48,7 +48,7 @@ def trained(tmp_path_factory, mnist):
     cfg = TrainConfig.from_dict({**p.recipe, "epochs": 1, "batch_size": 20,
                                  "data": DataConfig(subset=600, val_size=500).to_dict()})
     run = create_run(store, p.name, p.spec, cfg, name="tiny seed002")
-    Trainer(p.spec, cfg, mnist, sink=RunRecorder(run)).run()
+    Trainer(p.spec, cfg, mnist, callbacks=[RunRecorder(run)]).run()
     return store, run.id
 
 

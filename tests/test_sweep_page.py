@@ -57,7 +57,7 @@ def sweep(mnist, _tmp_store):
         config.update(sweep=sid, sweep_params={"lr": lr}, sweep_trial=n)
         handle = store.create(config, name=f"t #{n}")
         if n == 1:
-            Trainer(p.spec, cfg, mnist, sink=RunRecorder(handle)).run()
+            Trainer(p.spec, cfg, mnist, callbacks=[RunRecorder(handle)]).run()
         else:
             handle.write_status(status="running")  # a live trial of this (driver) process
         ids.append(handle.id)

@@ -73,7 +73,7 @@ def three_epochs(mnist) -> str:
     store = RunStore()
     c = cfg(epochs=3)
     run = create_run(store, "custom", TINY, c, name="three epochs", source="cli")
-    assert Trainer(TINY, c, mnist, sink=RunRecorder(run)).run().status == "done"
+    assert Trainer(TINY, c, mnist, callbacks=[RunRecorder(run)]).run().status == "done"
     return run.id
 
 

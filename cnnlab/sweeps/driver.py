@@ -125,15 +125,15 @@ class StoreCallback(tune.Callback):
         for rec in recs:
             kind = rec.get("kind")
             if kind == "step":
-                t.recorder.on_step(rec)
+                t.recorder.on_step(t.proxy, rec)
             elif kind == "event":
-                t.recorder.on_event(rec)
+                t.recorder.on_event(t.proxy, rec)
             elif kind == "epoch" and blob is not None:
                 t.proxy.load(blob, rec)
-                t.recorder.on_epoch(rec, t.proxy)
+                t.recorder.on_epoch(t.proxy, rec)
         if final is not None:
             t.final = True
-            t.recorder.on_end(TrainResult(**final), t.proxy)
+            t.recorder.on_end(t.proxy, TrainResult(**final))
             t.handle.release_writer()
             acc = final.get("test_acc")
             self.log(f"trial {t.n} {final['status']}: best val {_pct(final.get('best_val_acc'))}, "
@@ -148,7 +148,7 @@ class StoreCallback(tune.Callback):
         res = TrainResult(status=status, message=message, epochs_done=t.proxy.epoch, step=t.proxy.step,
                           best_val_acc=t.proxy.best_val_acc, best_epoch=t.proxy.best_epoch,
                           train_s=float((t.proxy.state or {}).get("elapsed") or 0.0))
-        t.recorder.on_end(res, t.proxy)
+        t.recorder.on_end(t.proxy, res)
         if extra:
             t.handle.write_status(**extra)
         t.handle.release_writer()

@@ -108,7 +108,7 @@ def trained_store(tmp_path_factory) -> Path:
     p = get_preset("fast")
     cfg = TrainConfig.from_dict(p.recipe)
     run = create_run(RunStore(store_root), "fast", p.spec, cfg, name="fast (trained for the draw test)")
-    result = Trainer(p.spec, cfg, load_mnist(), sink=RunRecorder(run)).run()
+    result = Trainer(p.spec, cfg, load_mnist(), callbacks=[RunRecorder(run)]).run()
     assert result.status == "done" and result.test_acc > 0.98, result
     return store_root
 

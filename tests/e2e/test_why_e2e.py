@@ -27,7 +27,7 @@ def store_dir(tmp_path_factory):
     """alpha and its fork (from the Compare tests), a 3-epoch run, and a run whose first ReLU is dead."""
     from cnnlab.data import load_mnist
     from cnnlab.engine import Trainer
-    from cnnlab.health import with_health
+    from cnnlab.health import LayerHealth
     from cnnlab.models import build_model
     from cnnlab.recorder import RunRecorder, create_run
     from cnnlab.runs import RunStore
@@ -37,12 +37,12 @@ def store_dir(tmp_path_factory):
     ids = make_runs(root, mnist)
     store = RunStore(root)
     three = create_run(store, "custom", TINY, cfg(epochs=3), name="three epochs", source="cli")
-    Trainer(TINY, cfg(epochs=3), mnist, sink=with_health(RunRecorder(three))).run()
+    Trainer(TINY, cfg(epochs=3), mnist, callbacks=[RunRecorder(three), LayerHealth()]).run()
     model = build_model(NET, seed=0)
     with torch.no_grad():
         model[0].bias.fill_(-100.0)
     dead = create_run(store, "custom", NET, cfg(epochs=1), name="dead relus", source="cli")
-    Trainer(NET, cfg(epochs=1), mnist, sink=with_health(RunRecorder(dead), every=4), init_weights=model.state_dict()).run()
+    Trainer(NET, cfg(epochs=1), mnist, callbacks=[RunRecorder(dead), LayerHealth(every=4)], init_weights=model.state_dict()).run()
     ids.update(three=three.id, dead=dead.id)
     return root, ids
 
