@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from . import data as D
 from .callbacks import Callback
 from .errors import CheckpointError, ConfigError, LabError
-from .models import build_model, validate_spec
+from .models import build_model, use_generator, validate_spec
 from .settings import pick_device
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -328,8 +328,7 @@ class Trainer:
         self.epochs = cfg.epochs  # live-editable: the run ends after this many epochs
         self.live.record(epochs=self.epochs)
         self.sched_anchor: tuple[float, float] = (0, 0.0)  # (step, schedule progress) of the last epochs change
-        torch.manual_seed(cfg.seed)  # dropout draws from the global RNG (reproducible when run alone)
-        self.model = build_model(spec, seed=cfg.seed).to(self.device)
+        self.model = build_model(spec, seed=cfg.seed).to(self.device)  # initial weights: a private generator
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(self.model, cfg)
@@ -337,6 +336,10 @@ class Trainer:
         self.splits = D.make_splits(mnist, cfg.data)
         self.val_data = D.validation_data(mnist, cfg.data, self.splits)
         self.gen = torch.Generator().manual_seed(cfg.seed)  # batch order and augmentation
+        # dropout masks: this trainer's own generator, never torch's process-wide one, so a job that starts
+        # (or draws) at the same time cannot change this run's curve
+        self.dropout_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        use_generator(self.model, self.dropout_gen)
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
         self.lr_scale = 1.0
@@ -379,7 +382,7 @@ class Trainer:
             "best_val_acc": self.best_val_acc,
             "best_epoch": self.best_epoch,
             "gen_state": self.gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            "dropout_rng": self.dropout_gen.get_state(),
             "elapsed": self.elapsed_before + self.train_s,
         }
 
@@ -391,7 +394,10 @@ class Trainer:
         self.aug_strength = float(st.get("aug_strength", self.aug_strength))
         self.best_val_acc, self.best_epoch = st.get("best_val_acc"), st.get("best_epoch")
         self.gen.set_state(st["gen_state"])
-        torch.set_rng_state(st["torch_rng"])
+        if "dropout_rng" in st:
+            self.dropout_gen.set_state(st["dropout_rng"])
+        elif "torch_rng" in st and self.device.type == "cpu":  # saved before trainers had their own RNG
+            self.dropout_gen.set_state(st["torch_rng"])
         self.elapsed_before = float(st.get("elapsed", 0.0))
         live = st.get("live") or {}
         self.live.record(**{k: v for k, v in live.items() if k in LIVE_FIELDS})
@@ -540,11 +546,12 @@ class Trainer:
         self._t_start = time.perf_counter() - self.elapsed_before
         self.train_s = 0.0
         self.model.train()
+        trained = False  # an epoch ended in this session ("stop after this epoch" asked before it: it ends it)
         while True:
             self._apply_live(floor=self.epoch)  # between epochs: a shorter run can end here
             if self.epoch >= self.epochs:
                 return "done", ""
-            if self.control.stop_after_epoch.is_set():
+            if trained and self.control.stop_after_epoch.is_set():
                 self._event("stop")
                 return "stopped", f"stopped by the user after epoch {self.epoch}"
             self._tally = _EpochTally.start(self.device)
@@ -555,6 +562,7 @@ class Trainer:
             ended = self._end_of_epoch()
             if ended:
                 return ended
+            trained = True
 
     def _control(self) -> tuple[str, str] | None:
         """Obey pause and stop requests between steps; (status, message) when the run must end."""

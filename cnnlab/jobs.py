@@ -43,11 +43,12 @@ Policies:
   `get(id)` and read its whole record list. `shutdown()` stops everything (status stopped); a process
   that dies instead leaves runs the store reports as `interrupted`, resumable from their last epoch.
 - **Resume** continues an interrupted/stopped/failed/diverged run in the same folder from `last.pt`
-  (model, optimizer, epoch, step, LR scale, data-order generator and torch RNG). Records written after
+  (model, optimizer, epoch, step, LR scale, the data-order and dropout generators). Records written after
   that checkpoint (the partial epoch) are dropped first (`RunHandle.rewind`) so the curve continues
   without repeated steps, and a `resumed` event marks the point. With the same seed the resumed curve
-  equals an uninterrupted one (tests check it); with several jobs at once, dropout draws from torch's
-  process-wide RNG, so only runs without dropout (or running alone) are bit-for-bit reproducible.
+  equals an uninterrupted one (tests check it). Every job draws from its own generators (data order,
+  augmentation, dropout masks: never torch's process-wide RNG), so starting a job does not change the
+  curves of jobs already running.
 - **Fork** starts a new run from the weights saved after epoch K of another run (`epoch_K.pt`, or
   last.pt/best.pt when they hold that epoch) with changed hyperparameters and a fresh optimizer; its
   counters start at the fork point (epoch K, step K * steps_per_epoch) so the two overlay, `epochs` is the
@@ -704,7 +705,7 @@ class JobManager:
         handle = job.handle
         state = handle.load_checkpoint("last") if handle.has_checkpoint("last") else None
         if state is not None:
-            for key in ("model", "optimizer", "epoch", "step", "gen_state", "torch_rng"):
+            for key in ("model", "optimizer", "epoch", "step", "gen_state"):
                 if key not in state:
                     raise CheckpointError(f"{handle.path / 'last.pt'} is not a resumable checkpoint (no '{key}')")
             epoch, step = int(state["epoch"]), int(state["step"])

@@ -372,6 +372,48 @@ class Resize(nn.Module):
         return f"size={self.size}"
 
 
+class _OwnRng:
+    """Dropout whose masks come from `generator` when one is set (the Trainer's own), else torch's global RNG.
+
+    torch's global RNG is shared by every thread, so a job starting (or drawing) at the same time would
+    change this one's masks; a Trainer therefore gives its model a generator of its own (`use_generator`).
+    Same mask rule as torch's: keep with probability 1 - p, scale the kept by 1 / (1 - p).
+    """
+
+    p: float
+    generator: torch.Generator | None = None
+
+    def _drop(self, x: torch.Tensor, noise_shape: tuple[int, ...]) -> torch.Tensor:
+        keep = torch.empty(noise_shape, device=x.device, dtype=x.dtype)
+        keep.bernoulli_(1 - self.p, generator=self.generator).div_(1 - self.p)
+        return x * keep
+
+
+class Dropout(_OwnRng, nn.Dropout):
+    """nn.Dropout drawing from the layer's own generator when set (see _OwnRng)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or self.generator is None:
+            return nn.Dropout.forward(self, x)
+        return self._drop(x, tuple(x.shape))
+
+
+class Dropout2d(_OwnRng, nn.Dropout2d):
+    """nn.Dropout2d (whole channels of a [N, C, H, W] batch) drawing from its own generator when set."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or self.generator is None or x.dim() != 4:
+            return nn.Dropout2d.forward(self, x)
+        return self._drop(x, (x.shape[0], x.shape[1], 1, 1))
+
+
+def use_generator(model: nn.Module, generator: torch.Generator | None) -> None:
+    """Make every dropout layer of `model` draw its masks from `generator` (None: torch's global RNG)."""
+    for m in model.modules():
+        if isinstance(m, _OwnRng):
+            m.generator = generator
+
+
 class Tied(nn.Module):
     """A second use of an earlier layer: no weights of its own, calls that layer's module."""
 
@@ -433,7 +475,7 @@ def build_model(spec: Any, seed: int | None = None) -> nn.Sequential:
         elif t == "inception_shared":
             m = SharedInception(cin, L["out"])
         elif t == "dropout2d":
-            m = nn.Dropout2d(L["p"])
+            m = Dropout2d(L["p"])
         elif t == "conv":
             m: nn.Module = nn.Conv2d(cin, L["out"], L["k"], L["stride"], L["pad"], bias=L["bias"])
         elif t == "bn":
@@ -441,7 +483,7 @@ def build_model(spec: Any, seed: int | None = None) -> nn.Sequential:
         elif t == "relu":
             m = nn.ReLU(inplace=True)
         elif t == "dropout":
-            m = nn.Dropout(L["p"])
+            m = Dropout(L["p"])
         elif t == "maxpool":
             m = nn.MaxPool2d(L["k"], L["stride"] or L["k"], L["pad"])
         elif t == "avgpool":

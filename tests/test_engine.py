@@ -247,3 +247,42 @@ def test_stop_after_this_epoch_ends_at_the_epoch_boundary(mnist):
     assert result.epochs_done == 1 and result.step == 10  # the epoch in progress was finished, not cut
     hooks = [(h, s) for _, h, s in log]
     assert hooks[-3:] == [("epoch", 10), ("stop", 10), ("end:stopped", 10)]
+
+
+DROPPY = [{"type": "conv", "out": 8, "k": 3, "stride": 2}, {"type": "relu"}, {"type": "dropout2d", "p": 0.3},
+          {"type": "flatten"}, {"type": "linear", "out": 32}, {"type": "relu"}, {"type": "dropout", "p": 0.5},
+          {"type": "linear", "out": 10}]
+
+
+def _losses(mnist, c, callbacks=(), before_run=None, resume_state=None, status="done"):
+    col = Collect()
+    trainer = E.Trainer(DROPPY, c, mnist, callbacks=[col, *callbacks], resume_state=resume_state)
+    if before_run:
+        before_run(trainer)
+    assert trainer.run().status == status
+    return [s["loss"] for s in col.steps], trainer
+
+
+def test_starting_a_second_trainer_does_not_change_the_first_ones_curve(mnist):
+    alone, _ = _losses(mnist, cfg(seed=3, epochs=2))
+
+    class StartAnother(Callback):
+        def on_step(self, trainer, rec):
+            if rec["step"] == 3:  # another job starts (and trains) while this one is running
+                assert E.Trainer(DROPPY, cfg(seed=4), mnist).run().status == "done"
+
+    together, _ = _losses(mnist, cfg(seed=3, epochs=2), [StartAnother()])
+    assert together == alone
+    # the dropout masks matter: other masks (the same seed otherwise) give another curve
+    other_masks, _ = _losses(mnist, cfg(seed=3, epochs=2), before_run=lambda t: t.dropout_gen.manual_seed(99))
+    assert other_masks != alone
+
+
+def test_resume_with_dropout_continues_the_same_curve(mnist):
+    whole, _ = _losses(mnist, cfg(seed=5, epochs=2))
+    first, trainer = _losses(mnist, cfg(seed=5, epochs=2), before_run=lambda t: t.control.stop_after_epoch.set(),
+                             status="stopped")
+    state = trainer.checkpoint_state()
+    torch.manual_seed(1234)  # the process-wide RNG is not the run's: moving it changes nothing
+    rest, _ = _losses(mnist, cfg(seed=5, epochs=2), resume_state=state)
+    assert first + rest == whole
