@@ -344,7 +344,8 @@ def watch() -> None:
         st.session_state[K + "curves_src"] = source
     cache.update(v)
     st.plotly_chart(cache.figure(), key=K + "chart", config={"displaylogo": False})
-    st.caption(f"{cache.n_points:,} steps recorded · at most {cache.max_points} points drawn per curve")
+    st.caption(f"{cache.n_points:,} steps recorded · at most {cache.max_points} points drawn per curve · "
+               f"redrawn every {cache.redraw.every:g} s while it trains, at once for an epoch or a change")
     _health_panel(v, rid, source)
     if source == "job":
         _live_panel(v)
@@ -368,11 +369,10 @@ def _health_panel(v, rid: str, source: str) -> None:
             return
         qs = list(health.QUANTITIES)
         q = st.selectbox("Quantity", qs, key=K + "health_q", format_func=lambda k: health.QUANTITIES[k][0])
-        key = (rid, q, len(cache.recs))
-        if st.session_state.get(K + "health_fig_key") != key:
+        redraw = st.session_state.setdefault(K + "health_redraw", tf.Redraw())
+        if redraw.due(len(cache.recs), (rid, q)) or K + "health_fig" not in st.session_state:
             ser = health.series(cache.recs, q)
             st.session_state[K + "health_fig"] = why.health_heatmap(ser.names, ser.steps, ser.values, ser.label, ser.log)
-            st.session_state[K + "health_fig_key"] = key
         st.plotly_chart(st.session_state[K + "health_fig"], key=K + "health_chart", config={"displaylogo": False})
         last = cache.recs[-1]
         st.caption(f"{len(cache.recs)} samples, one every {last.get('every', '?')} steps (last at step "

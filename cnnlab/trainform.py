@@ -6,6 +6,7 @@ messages, and a per-session incremental cache of a run's curves.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -324,6 +325,34 @@ def check_live(changes: dict[str, float]) -> None:
 
 # ----------------------------------------------------------------------------- curve cache
 
+REDRAW_EVERY_S = 5.0  # a live figure redraws for new points alone at most this often (the progress line: 1 s)
+
+
+@dataclass
+class Redraw:
+    """When a live figure is due for a rebuild: at once when its `marks` change (first points, an epoch, an
+    event, another run or quantity), for more points alone at most every `every` seconds.
+
+    Building and drawing a plotly figure every second, and the browser redrawing it, took a visible share
+    of the CPU a small net trains on (benchmarks/bench_page_open.py); the status and progress line still
+    move every second.
+    """
+
+    every: float = REDRAW_EVERY_S
+    _key: tuple | None = None
+    _t: float = 0.0
+
+    def due(self, points: int, marks: tuple = (), now: float | None = None) -> bool:
+        """True if a figure of `points` points with `marks` should be rebuilt now (then it counts as built)."""
+        now = time.monotonic() if now is None else now
+        key = (bool(points), *marks)
+        if self._key is not None and self._key[1:] == key:  # same marks: only points may have changed
+            if self._key[0] == points or now - self._t < self.every:
+                return False
+        self._key, self._t = (points, *key), now
+        return True
+
+
 @dataclass
 class CurveCache:
     """A session's columns of one run's curves, fed incrementally by `records_since` (reads only new records).
@@ -344,8 +373,8 @@ class CurveCache:
     events: list[dict] = field(default_factory=list)
     val_name: str = "val"
     reference: tuple | None = None  # (label, steps, val_acc) of the preset's reproduction run
+    redraw: Redraw = field(default_factory=Redraw)
     _fig: Any = None
-    _fig_key: tuple | None = None
 
     @classmethod
     def for_view(cls, run_id: str, view: Any) -> "CurveCache":
@@ -384,16 +413,15 @@ class CurveCache:
     def n_points(self) -> int:
         return len(self.steps)
 
-    def figure(self) -> Any:
-        """The (cached) training figure; rebuilt only when records were added since the last call."""
+    def figure(self, now: float | None = None) -> Any:
+        """The (cached) training figure: rebuilt at once for the first points, a new epoch or event; for new
+        steps alone at most every `redraw.every` seconds (`Redraw`)."""
         from .plots.curves import series_figure
 
-        key = (len(self.steps), len(self.epochs), len(self.events))
-        if self._fig is None or key != self._fig_key:
+        if self.redraw.due(len(self.steps), (len(self.epochs), len(self.events)), now) or self._fig is None:
             self._fig = series_figure(self.steps, self.loss, self.loss_ema, self.epochs, self.events,
                                       self.max_points, acc_smooth=self.acc_ema, uirevision=self.run_id,
                                       val_name=self.val_name, reference=self.reference)
-            self._fig_key = key
         return self._fig
 
 

@@ -233,6 +233,26 @@ def test_curve_cache_reads_only_new_records_and_caches_figure():
     assert all(math.isfinite(x) for x in cache.loss_ema)
 
 
+def test_live_curves_redraw_for_new_steps_at_most_every_few_seconds_but_at_once_for_marks():
+    cache = tf.CurveCache("r")
+    every = cache.redraw.every
+    assert every > 1  # slower than the page's 1 s poll, which keeps the progress line moving
+    step = lambda i: {"kind": "step", "step": i, "loss": 1.0 / i, "acc": 0.5}  # noqa: E731
+    empty = cache.figure(now=100.0)
+    cache.add([step(1)])
+    first = cache.figure(now=100.1)
+    assert first is not empty and len(first.data[0].x) == 1  # the first point is drawn at once
+    cache.add([step(i) for i in range(2, 50)])
+    assert cache.n_points == 49  # counted now (the page's caption) ...
+    assert cache.figure(now=100.1 + every / 2) is first  # ... drawn later
+    later = cache.figure(now=100.1 + every)
+    assert later is not first and len(later.data[0].x) == 49
+    cache.add([step(50), {"kind": "event", "event": "pause", "step": 50}])
+    paused = cache.figure(now=100.2 + every)  # an event redraws at once (its marker)
+    assert paused is not later and [s.x0 for s in paused.layout.shapes] == [50]
+    assert cache.figure(now=100.3 + every) is paused  # nothing new: not rebuilt
+
+
 def test_charts_stay_readable():
     """Issue 12: distinct percent ticks, readable counts on dark cells, the legend clear of the x title."""
     import numpy as np
