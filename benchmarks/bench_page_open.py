@@ -54,6 +54,7 @@ from tests.e2e.harness import (  # noqa: E402
 )
 
 SUBSET, VAL, EPOCHS = 50_000, 500, 20
+PAGE_TIMEOUT_MS = 180_000  # a page load on a busy box can take a minute
 
 
 def step_walls(metrics: Path) -> list[tuple[float, int]]:
@@ -112,25 +113,25 @@ class Bench:
 
     def launch(self, preset: str) -> tuple[str, Path]:
         page = self.page
-        goto(page, self.server.url)
+        goto(page, self.server.url, timeout=PAGE_TIMEOUT_MS)
         select_option(page, "Preset", preset)
         fill_number(page, "Training subset (0 = all)", SUBSET)
         fill_number(page, "Validation images", VAL)
         fill_number(page, "Epochs", EPOCHS)
         before = {p.name for p in self.app_store.iterdir()} if self.app_store.exists() else set()
-        click_button(page, "Launch")
+        click_button(page, "Launch", timeout=PAGE_TIMEOUT_MS)
         folder = run_dir(self.app_store, before)
         wait_steps(folder / "metrics.jsonl", 20, 180)
         return folder.name, folder
 
     def follow(self, rid: str) -> None:
-        goto(self.page, f"{self.server.url}/?run={rid}")
-        expect_text(self.page, "steps recorded", timeout=60_000)
+        goto(self.page, f"{self.server.url}/?run={rid}", timeout=PAGE_TIMEOUT_MS)
+        expect_text(self.page, "steps recorded", timeout=PAGE_TIMEOUT_MS)
 
     def control(self, rid: str, button: str, after: str | re.Pattern) -> None:
         self.follow(rid)
-        click_button(self.page, button)
-        expect_text(self.page, after, timeout=30_000)
+        click_button(self.page, button, timeout=PAGE_TIMEOUT_MS)
+        expect_text(self.page, after, timeout=PAGE_TIMEOUT_MS)
         self.page.goto("about:blank")
 
     def cli_window(self, preset: str, rid: str) -> tuple[float, float, float, dict]:
@@ -236,7 +237,7 @@ def main() -> int:
             browser = launch_browser(p)
             try:
                 context = browser.new_context(viewport=VIEWPORT)
-                context.set_default_timeout(60_000)
+                context.set_default_timeout(PAGE_TIMEOUT_MS)
                 page = context.new_page()
                 attach_error_collectors(page)
                 bench = Bench(args, server, page, app_store, cli_store)

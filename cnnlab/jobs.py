@@ -12,6 +12,9 @@ Policies:
   reports for a run whose process died). A worker's `finally` always leaves a final status; anything
   raised outside `Trainer.run` (data loading, a bad checkpoint, the store) makes the job `failed` with
   its message and traceback, and the next queued job starts.
+- **Starting**: between Launch and the first step a job loads MNIST (once per process; `preload_data`
+  does it at app start), reads its checkpoint (resume) and builds the model; `JobView.phase` names the
+  step it is in (`PHASES`) so the page can say so, and is empty from the first step record on.
 - **Pause / stop / live changes** take effect at the next step boundary (one optimizer step: tens of ms
   on CPU for every preset; the epoch-end validation pass is not interrupted) and are recorded as events.
   `stop(id)` on a queued job removes it from the queue (status stopped). `stop(id, after_epoch=True)`
