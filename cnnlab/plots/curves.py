@@ -50,7 +50,7 @@ def _markers(events: Sequence[dict]) -> tuple[list[dict], list[dict]]:
         dash = "dot" if kind in ("pause", "resume") else "dash"
         shapes.append(dict(type="line", xref="x", yref="paper", x0=step, x1=step, y0=0, y1=1,
                            line=dict(color=color, width=1.5, dash=dash)))
-        notes.append(dict(x=step, xref="x", y=1.0 - 0.06 * (i % 3), yref="paper", yanchor="bottom",
+        notes.append(dict(x=step, xref="x", y=1.0 - 0.06 * (i % 3), yref="paper", yanchor="top",  # inside
                           text=_event_label(ev), showarrow=False, font=dict(size=11, color=color),
                           bgcolor="rgba(255,255,255,0.7)"))
     return shapes, notes
@@ -109,8 +109,9 @@ def series_figure(
     fig = go.Figure(data=traces)
     fig.update_layout(
         height=520,
-        margin=dict(l=10, r=10, t=30, b=90),
-        legend=dict(orientation="h", yanchor="top", y=-0.14, x=0),  # below the "step" title, not on it
+        margin=dict(l=10, r=10, t=30, b=40),
+        # above the plots: below them it sat on the "step" title once it wrapped to 3 rows (a 1024 px window)
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
         xaxis=dict(anchor="y", domain=[0, 1], matches="x2", showticklabels=False),
         yaxis=dict(domain=[0.45, 1.0], title="loss", rangemode="tozero"),
         xaxis2=dict(anchor="y2", domain=[0, 1], title="step"),

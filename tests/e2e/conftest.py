@@ -71,3 +71,33 @@ def streamlit_server() -> Iterator[Callable[..., StreamlitServer]]:
     yield start
     for server in reversed(started):
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def runs_template(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """Real runs made once per session: a run, its fork, a diverged run, a damaged folder (tests/test_compare's
+    make_runs) and an untrained `fast` run (96 maps in its last conv). Returns (store, {role: run id})."""
+    import sys
+
+    from cnnlab.data import load_mnist
+
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from test_compare import make_runs
+
+    from .test_newcomer_e2e import _stored_run
+
+    root = tmp_path_factory.mktemp("e2e-runs") / "checkpoints"
+    ids = make_runs(root, load_mnist())
+    ids["fast"] = _stored_run(root, "wide fast", preset="fast", val_acc=0.99)
+    return root, ids
+
+
+@pytest.fixture
+def runs_store(runs_template, tmp_path) -> tuple[Path, dict[str, str]]:
+    """A copy of `runs_template` for one test (pages may rename, tag, delete or import)."""
+    import shutil
+
+    src, ids = runs_template
+    dst = tmp_path / "checkpoints"
+    shutil.copytree(src, dst)
+    return dst, dict(ids)

@@ -420,6 +420,24 @@ def select_option(page: Any, label: str, option: str, timeout: float = 30_000) -
     wait_for_rerun(page, runs, timeout=timeout)
 
 
+def choose_radio(page: Any, option: str, timeout: float = 30_000) -> None:
+    """Click the st.radio option labelled `option` (the first radio that has it) and wait for the rerun."""
+    opt = page.locator('[data-testid="stRadio"] label').filter(has_text=_label_re(option))
+    runs = _track_runs(page)
+    opt.first.click(timeout=timeout)
+    wait_for_rerun(page, runs, timeout=timeout)
+
+
+def add_option(page: Any, label: str, option: str, timeout: float = 30_000) -> None:
+    """Add `option` to the st.multiselect labelled `label`."""
+    box = widget(page, "stMultiSelect", label)
+    runs = _track_runs(page)
+    _open_combobox(box.get_by_role("combobox"))
+    page.get_by_role("option").filter(has_text=_label_re(option)).first.click(timeout=timeout)
+    page.keyboard.press("Escape")
+    wait_for_rerun(page, runs, timeout=timeout)
+
+
 def _fill(page: Any, testid: str, field: str, label: str, value: object, timeout: float) -> None:
     inp = widget(page, testid, label).locator(field)
     runs = _track_runs(page)

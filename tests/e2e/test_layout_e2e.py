@@ -10,45 +10,11 @@ Before: at 1024 px the sidebar took 300 px and the Train page's setup column was
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 
-from .conftest import REPO_ROOT
-from .harness import _track_runs, click_button, cut_texts, expect_text, get_exception_blocks, goto, select_option, wait_for_rerun
-from .test_newcomer_e2e import APP, LOAD_MS, VIEWPORTS, _env, _launch, _stored_run
-
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-from test_compare import make_runs  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    """Real runs (a run, its fork, a diverged run, a damaged folder) and an untrained `fast` run (96 maps)."""
-    from cnnlab.data import load_mnist
-
-    root = tmp_path_factory.mktemp("layout-e2e") / "checkpoints"
-    ids = make_runs(root, load_mnist())
-    ids["fast"] = _stored_run(root, "wide fast", preset="fast", val_acc=0.99)
-    return root, ids
-
-
-@pytest.fixture
-def store(template, tmp_path):
-    import shutil
-
-    src, ids = template
-    dst = tmp_path / "checkpoints"
-    shutil.copytree(src, dst)
-    return dst, ids
-
-
-def choose(page, option: str) -> None:
-    """Click the st.radio option labelled `option` and wait for the rerun."""
-    runs = _track_runs(page)
-    page.locator('[data-testid="stRadio"] label').filter(has_text=re.compile(rf"^\s*{re.escape(option)}\s*$")) \
-        .first.click()
-    wait_for_rerun(page, runs)
+from .harness import choose_radio, click_button, cut_texts, expect_text, get_exception_blocks, goto, select_option
+from .test_newcomer_e2e import APP, LOAD_MS, VIEWPORTS, _env, _launch
 
 
 def whole(page, where: str) -> None:
@@ -57,9 +23,9 @@ def whole(page, where: str) -> None:
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
-def test_every_page_is_whole(streamlit_server, page, store, viewport):
+def test_every_page_is_whole(streamlit_server, page, runs_store, viewport):
     page.set_viewport_size(viewport)
-    root, ids = store
+    root, ids = runs_store
     server = streamlit_server(APP, env=_env(root))
 
     goto(page, server.url + "/train", timeout=LOAD_MS)
@@ -70,12 +36,12 @@ def test_every_page_is_whole(streamlit_server, page, store, viewport):
     whole(page, "Train")
 
     goto(page, f"{server.url}/draw?run={ids['fast']}", timeout=LOAD_MS)
-    choose(page, "Test-set image")
+    choose_radio(page, "Test-set image")
     expect_text(page, re.compile(r"Test image #0"))
     whole(page, "Draw: a test image, inside the model")
-    choose(page, "Compare two models")
+    choose_radio(page, "Compare two models")
     whole(page, "Draw: compare two models")
-    choose(page, "Robustness")
+    choose_radio(page, "Robustness")
     whole(page, "Draw: robustness")
 
     goto(page, f"{server.url}/compare?run={ids['fork']}", timeout=LOAD_MS)
