@@ -232,7 +232,7 @@ def _set_max_jobs() -> None:
 
 
 def _controls(v) -> None:
-    """Pause / Resume / Stop for the shown run."""
+    """Pause / Resume / Stop (now, or after the epoch in progress) for the shown run."""
     b1, b2, b3 = st.columns(3)  # a third each: [1, 1, 1, 3] cut "Resume" short at 1024 px
     active = tf.is_active(v.status)
     try:
@@ -240,8 +240,12 @@ def _controls(v) -> None:
             lab.pause(v.id)
         if b2.button("Resume", key=K + "resume", disabled=v.status != "paused"):
             lab.unpause(v.id)
-        if b3.button("Stop", key=K + "stop", disabled=not active):
+        if b3.button("Stop", key=K + "stop", disabled=not active,
+                     help="Stop at the next step; the epoch in progress is lost (a resume trains it again)."):
             lab.stop(v.id)
+        if st.button("Stop after this epoch", key=K + "stop_epoch", disabled=not active,
+                     help="Finish, validate and save the epoch in progress, then stop: a resume loses nothing."):
+            lab.stop(v.id, after_epoch=True)
     except LabError as exc:
         ui.show_error(exc)
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from . import settings
 from .errors import ConfigError, DataMissingError
+from .fields import check
 
 MEAN, STD = 0.1307, 0.3081
 RAW_FILES = (
@@ -121,10 +122,7 @@ class DataConfig:
             raise ConfigError("aug_kind", f"unknown augmentation {self.aug_kind!r}; known: {', '.join(AUG_KINDS)}")
         if self.val_source not in VAL_SOURCES:
             raise ConfigError("val_source", f"must be one of {', '.join(VAL_SOURCES)}, got {self.val_source!r}")
-        if not isinstance(self.val_size, int) or isinstance(self.val_size, bool):
-            raise ConfigError("val_size", f"must be an integer, got {self.val_size!r}")
-        if not 100 <= self.val_size <= 30_000:
-            raise ConfigError("val_size", f"must be between 100 and 30000, got {self.val_size}")
+        check("val_size", self.val_size)
         if self.subset is not None:
             if not isinstance(self.subset, int) or isinstance(self.subset, bool):
                 raise ConfigError("subset", f"must be an integer or empty, got {self.subset!r}")
@@ -132,9 +130,7 @@ class DataConfig:
             if not 1 <= self.subset <= limit:
                 why = "all training images" if self.val_source == "test" else "60000 minus validation"
                 raise ConfigError("subset", f"must be between 1 and {limit} ({why}), got {self.subset}")
-        s = self.aug_strength
-        if not isinstance(s, (int, float)) or isinstance(s, bool) or not math.isfinite(s) or not 0 <= s <= 3:
-            raise ConfigError("aug_strength", f"must be a number between 0 and 3, got {s!r}")
+        check("aug_strength", self.aug_strength)
         if not isinstance(self.split_seed, int) or isinstance(self.split_seed, bool):
             raise ConfigError("split_seed", f"must be an integer, got {self.split_seed!r}")
 

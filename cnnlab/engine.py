@@ -16,29 +16,12 @@ import torch.nn.functional as F
 from . import data as D
 from .callbacks import Callback
 from .errors import CheckpointError, ConfigError, LabError
+from .fields import LIVE_FIELDS, check, live_value
 from .models import build_model, use_generator, validate_spec
 from .settings import pick_device
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "onecycle", "cosine")
-LIVE_FIELDS = ("lr", "momentum", "weight_decay", "aug_strength", "epochs")
-
-
-def _num(field_name: str, v: Any, lo: float, hi: float, *, lo_open: bool = False, integer: bool = False) -> None:
-    """Check that v is a finite number in [lo, hi] ((lo, hi] if lo_open); raise ConfigError naming the field."""
-    kind = "an integer" if integer else "a number"
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
-        raise ConfigError(field_name, f"must be {kind}, got {v!r}")
-    if not math.isfinite(v):
-        raise ConfigError(field_name, f"must be a finite number, got {v!r}")
-    if (v <= lo if lo_open else v < lo) or v > hi:
-        lo_s = f"greater than {_show(lo)}" if lo_open else f"at least {_show(lo)}"
-        raise ConfigError(field_name, f"must be {lo_s} and at most {_show(hi)}, got {v!r}")
-
-
-def _show(x: float) -> str:
-    """A bound as a user reads it: 2147483647, not 2.14748e+09; 0.999 as is."""
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 @dataclass
@@ -69,21 +52,15 @@ class TrainConfig:
             raise ConfigError("optimizer", f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError("scheduler", f"unknown scheduler {self.scheduler!r}; known: {', '.join(SCHEDULERS)}")
-        _num("lr", self.lr, 0, 10, lo_open=True)
-        _num("momentum", self.momentum, 0, 0.999)
+        check("lr", self.lr)
+        check("momentum", self.momentum)
         if not isinstance(self.nesterov, bool):
             raise ConfigError("nesterov", f"must be true or false, got {self.nesterov!r}")
         if self.nesterov and self.optimizer == "sgd" and self.momentum <= 0:
             raise ConfigError("nesterov", "needs momentum > 0")
-        _num("weight_decay", self.weight_decay, 0, 1)
-        _num("step_size", self.step_size, 1, 10_000, integer=True)
-        _num("gamma", self.gamma, 0, 1, lo_open=True)
-        _num("pct_start", self.pct_start, 0, 0.9, lo_open=True)
-        _num("batch_size", self.batch_size, 1, 8192, integer=True)
-        _num("epochs", self.epochs, 1, 1000, integer=True)
-        _num("label_smoothing", self.label_smoothing, 0, 0.5)
-        _num("seed", self.seed, 0, 2**31 - 1, integer=True)
-        _num("eval_batch_size", self.eval_batch_size, 1, 10_000, integer=True)
+        for name in ("weight_decay", "step_size", "gamma", "pct_start", "batch_size", "epochs", "label_smoothing",
+                     "seed", "eval_batch_size"):
+            check(name, getattr(self, name))
         if not isinstance(self.channels_last, bool):
             raise ConfigError("channels_last", f"must be true or false, got {self.channels_last!r}")
         if not isinstance(self.data, D.DataConfig):
@@ -180,34 +157,27 @@ def final_cos(start: float, end: float, pct: float) -> float:
 class LiveParams:
     """Hyperparameters a user may change while a run trains; the loop applies them at the next step."""
 
-    def __init__(self, lr: float, momentum: float, weight_decay: float, aug_strength: float,
-                 epochs: int | None = None):
+    def __init__(self, lr: float, momentum: float, weight_decay: float, aug_strength: float, epochs: int):
         self._lock = threading.Lock()
-        self._values = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "aug_strength": aug_strength}
-        if epochs is not None:
-            self._values["epochs"] = epochs
+        self._values: dict[str, float] = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+                                          "aug_strength": aug_strength, "epochs": epochs}
         self._pending: dict[str, float] = {}
         self.version = 0
 
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> "LiveParams":
+        """The live values a run starts with (the one place they are made: app, CLI and sweeps alike).
+
+        Augmentation strength is the strength in effect: 0 when augmentation is off.
+        """
+        return cls(cfg.lr, cfg.momentum, cfg.weight_decay, cfg.data.aug_strength if cfg.data.augment else 0.0,
+                   cfg.epochs)
+
     def set(self, **changes: float) -> None:
-        """Request changes (validated now, applied by the loop at its next step)."""
-        for k, v in changes.items():
-            if k not in LIVE_FIELDS:
-                raise ConfigError(k, f"cannot be changed during a run; live fields: {', '.join(LIVE_FIELDS)}")
-            if k == "lr":
-                _num("lr", v, 0, 10, lo_open=True)
-            elif k == "momentum":
-                _num("momentum", v, 0, 0.999)
-            elif k == "weight_decay":
-                _num("weight_decay", v, 0, 1)
-            elif k == "epochs":
-                if isinstance(v, float) and v.is_integer():
-                    v = changes[k] = int(v)
-                _num("epochs", v, 1, 1000, integer=True)
-            else:
-                _num("aug_strength", v, 0, 3)
+        """Request changes (checked now against fields.RANGES, applied by the loop at its next step)."""
+        checked = {k: live_value(k, v) for k, v in changes.items()}
         with self._lock:
-            self._pending.update({k: (int(v) if k == "epochs" else float(v)) for k, v in changes.items()})
+            self._pending.update(checked)
             self.version += 1
 
     def take_pending(self) -> dict[str, float]:
@@ -323,7 +293,7 @@ class Trainer:
         self.device = pick_device(cfg.device)
         self.control = control or Control()
         if self.control.live is None:
-            self.control.live = LiveParams(cfg.lr, cfg.momentum, cfg.weight_decay, cfg.data.aug_strength)
+            self.control.live = LiveParams.from_config(cfg)
         self.live: LiveParams = self.control.live
         self.epochs = cfg.epochs  # live-editable: the run ends after this many epochs
         self.live.record(epochs=self.epochs)

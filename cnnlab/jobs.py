@@ -73,7 +73,7 @@ import torch
 
 from . import data as D
 from .callbacks import Callback
-from .engine import LIVE_FIELDS, Control, LiveParams, TrainConfig, TrainResult, Trainer
+from .engine import Control, LiveParams, TrainConfig, TrainResult, Trainer
 from .errors import CheckpointError, ConfigError, LabError
 from .health import LayerHealth
 from .models import validate_spec
@@ -138,8 +138,7 @@ class _Job(Callback):
         self.created = time.time()
         self.lock = threading.Lock()
         self.records = RunRecords(handle.path)  # memory while it trains; the store once it has ended
-        self.control = Control(LiveParams(cfg.lr, cfg.momentum, cfg.weight_decay,
-                                          cfg.data.aug_strength if cfg.data.augment else 0.0, cfg.epochs))
+        self.control = Control(LiveParams.from_config(cfg))
         self.thread: threading.Thread | None = None
         self.trainer: Trainer | None = None
         self.result: TrainResult | None = None
@@ -500,10 +499,7 @@ class JobManager:
     def set_live(self, run_id: str, **changes: float) -> None:
         """Change lr, momentum, weight_decay, aug_strength or epochs from the next step on (ConfigError if invalid)."""
         job = self._active_job(run_id, "change")
-        bad = [k for k in changes if k not in LIVE_FIELDS]
-        if bad:
-            raise ConfigError(bad[0], f"cannot be changed during a run; live fields: {', '.join(LIVE_FIELDS)}")
-        job.control.live.set(**changes)
+        job.control.live.set(**changes)  # ConfigError for a field that is not live or a value out of range
 
     def set_max_concurrent(self, n: int) -> None:
         """Let `n` jobs train at once (1-16); raising it starts queued jobs now, lowering it lets running ones end."""

@@ -12,7 +12,8 @@ from typing import Any, Iterable
 
 from . import models
 from .data import DataConfig
-from .engine import LIVE_FIELDS, TrainConfig
+from .engine import TrainConfig
+from .fields import LIVE_FIELDS, live_value
 from .errors import ConfigError, LabError, SpecError
 from .plots.series import Ema
 
@@ -317,10 +318,9 @@ def live_changes(current: dict[str, float], wanted: dict[str, Any]) -> dict[str,
 
 
 def check_live(changes: dict[str, float]) -> None:
-    """ConfigError naming the first live value out of its range (the engine's own rules); nothing applied."""
-    from .engine import LiveParams
-
-    LiveParams(1.0, 0.0, 0.0, 0.0).set(**changes)
+    """ConfigError naming the first live value out of its range (fields.RANGES, as the engine); nothing applied."""
+    for k, v in changes.items():
+        live_value(k, v)
 
 
 # ----------------------------------------------------------------------------- curve cache

@@ -393,3 +393,23 @@ def test_a_normal_exit_stops_running_jobs_cleanly(tmp_path) -> None:
     status = json.loads((tmp_path / "runs" / rid / "status.json").read_text())
     assert status["status"] == "stopped" and "shut down" in status["message"]
     assert RunStore(tmp_path / "runs").get(rid).read_events()[-1]["event"] == "stop"
+
+
+def test_a_cli_run_resumes_in_the_app_with_the_live_values_it_trained_with(mgr, store, mnist) -> None:
+    """The CLI's Trainer and the app's jobs start LiveParams in one place: augmentation off reads 0 in both."""
+    from cnnlab.engine import Control, LiveParams, Trainer
+    from cnnlab.recorder import RunRecorder, create_run
+
+    c = cfg(epochs=2)  # augmentation off (its strength field keeps its default, 1.0)
+    run = create_run(store, "tiny", TINY, c, source="cli")
+    control = Control()  # what `python -m cnnlab train` does: no LiveParams of its own
+    control.stop_after_epoch.set()
+    result = Trainer(TINY, c, mnist, control=control, callbacks=[RunRecorder(run)]).run()
+    assert result.status == "stopped" and result.epochs_done == 1
+    assert control.live.snapshot() == LiveParams.from_config(c).snapshot()
+    assert control.live.snapshot()["aug_strength"] == 0.0
+    rid = mgr.resume(run.id)
+    view = mgr.wait(rid, 60)
+    assert view.status == "done"
+    assert view.live_values()["aug_strength"] == 0.0  # was 1.0: the CLI had started it unlike the app
+    assert view.live_values() == {**LiveParams.from_config(c).snapshot(), "epochs": 2}

@@ -145,6 +145,26 @@ def test_launch_tiny_run_then_pause_resume_stop(manager):
     assert not at.exception
 
 
+def test_stop_after_this_epoch_finishes_and_saves_the_epoch_in_progress(manager):
+    at = _app()
+    _tiny(at, subset=640, epochs=3, batch=64)  # 10 steps an epoch
+    at.button(key=K + "launch").click().run()
+    rid = manager.jobs()[0].id
+    _wait(lambda: manager.get(rid).step >= 3, timeout=300, what="first steps")
+    at.run()
+    at.button(key=K + "stop_epoch").click().run()
+    assert not at.exception and not at.error, _texts(at)
+    view = _wait(lambda: manager.get(rid) if manager.get(rid).status in ("stopped", "done") else None,
+                 timeout=300, what="stopped after the epoch")
+    done = view.epochs_done
+    assert view.status == "stopped" and done in (1, 2)  # after the epoch in progress, never all three
+    assert view.step == 10 * done  # that epoch was finished, not cut
+    handle = manager.store.get(rid)
+    assert handle.saved_epoch("last") == done and done in handle.epoch_checkpoints()
+    at.run()
+    assert at.button(key=K + "stop_epoch").disabled and not at.exception
+
+
 def test_the_page_says_what_a_launched_run_does_before_its_first_step(manager, mnist):
     import threading
 
