@@ -2,7 +2,7 @@
 and of `python -m cnnlab train` on the same recipe, all in one run (issue 15).
 
     CNNLAB_DATA_DIR=/work/shared/data python benchmarks/bench_page_open.py
-    ... --presets seed002,seed004 --window 15 --order cli,open,none,none,open,cli [--keep-store]
+    ... --presets seed002,seed004 --window 15 --order cli,open,none,none,open,cli [--threads 1] [--keep-store]
 
 A real `streamlit run app.py` on 127.0.0.1 (the e2e harness's server), Debian's headless Chromium via
 Playwright, temporary run stores. Per preset: the Train page launches a long run (50,000 images, 500
@@ -212,6 +212,8 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=3.0, help="seconds before each window starts")
     ap.add_argument("--order", default="cli,open,none,none,open,cli",
                     help="windows per preset: open, none, cli (default: each mode at the same mean position)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="CNNLAB_THREADS for the app's job and the CLI (0: their default, every core)")
     ap.add_argument("--keep-store", action="store_true", help="keep the temporary run stores")
     args = ap.parse_args()
     args.order = [m.strip() for m in args.order.split(",") if m.strip()]
@@ -227,6 +229,8 @@ def main() -> int:
     app_store, cli_store = tmp / "app", tmp / "cli"
     env = {"CNNLAB_CHECKPOINT_DIR": str(app_store), "CNNLAB_DOWNLOAD": "0",
            "CNNLAB_DATA_DIR": os.environ.get("CNNLAB_DATA_DIR") or str(REPO.parent / "shared" / "data")}
+    if args.threads:
+        env["CNNLAB_THREADS"] = str(args.threads)
     os.environ.update({k: v for k, v in env.items() if k != "CNNLAB_CHECKPOINT_DIR"})
     print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
     results, errors = [], []

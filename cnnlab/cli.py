@@ -171,7 +171,10 @@ def read_arch(path: str) -> list[dict]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from . import data as D
+    from . import settings
     from .engine import TrainConfig, Trainer
     from .health import LayerHealth
     from .models import get_preset, summarize
@@ -195,6 +198,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         callbacks = [RunRecorder(run), LayerHealth(), progress]
         if not args.quiet:
             sys.stderr.write(f"run {run.id} in {run.path}\n")
+    threads = settings.job_threads()
+    if threads:
+        torch.set_num_threads(threads)
     trainer = Trainer(spec, cfg, mnist, callbacks=callbacks)
     try:
         result = trainer.run()

@@ -38,7 +38,7 @@ Policies:
   jobs on 2 cores get 1 each instead of four OpenMP threads fighting over two cores (measured on the
   busy box: seed002 fell from 3.5k to 1.6k images/s when its second thread had no core to run on).
   Page inference runs with 1 thread in its own thread (`inference.limit_threads`).
-  `JobManager(threads=n)` fixes the count instead. Same seed and config give the same curves
+  `JobManager(threads=n)` (default: the environment's `CNNLAB_THREADS`) fixes the count instead. Same seed and config give the same curves
   bit for bit under the same thread count (oneDNN splits its reductions by thread; the initial
   weights never depend on other jobs: `models.init_weights` uses a private generator).
 - **Viewers gone**: a job belongs to the process, not to a browser tab. When every tab following it
@@ -72,6 +72,7 @@ from typing import Any, Callable
 import torch
 
 from . import data as D
+from . import settings
 from .callbacks import Callback
 from .engine import Control, LiveParams, TrainConfig, TrainResult, Trainer
 from .errors import CheckpointError, ConfigError, LabError
@@ -319,7 +320,7 @@ class JobManager:
             raise ConfigError("max_concurrent", f"must be an integer of at least 1, got {max_concurrent!r}")
         self.store = store if store is not None else RunStore()
         self.max_concurrent = max_concurrent
-        self.fixed_threads = threads
+        self.fixed_threads = threads if threads is not None else settings.job_threads()
         self._mnist_loader = mnist_loader
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}

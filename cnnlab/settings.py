@@ -20,6 +20,21 @@ def checkpoint_dir() -> Path:
     return Path(os.environ.get("CNNLAB_CHECKPOINT_DIR") or "./checkpoints").expanduser()
 
 
+def job_threads() -> int | None:
+    """CNNLAB_THREADS: intra-op threads of each training job and of `train` (unset: the cores shared out).
+
+    For a machine shared with other work, where two OpenMP threads per job wait for each other's core.
+    """
+    from .errors import ConfigError
+
+    raw = (os.environ.get("CNNLAB_THREADS") or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError("CNNLAB_THREADS", f"must be a whole number of threads (1 or more), got {raw!r}")
+    return int(raw)
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """CUDA, then MPS, then CPU; `name` ('cpu', 'cuda', 'mps', 'cuda:1') overrides."""
     from .errors import ConfigError

@@ -77,6 +77,20 @@ def test_thread_budget_shares_the_cores_among_running_jobs(mgr) -> None:
     mgr.stop(first)
 
 
+def test_cnnlab_threads_fixes_each_jobs_thread_count(store, mnist, monkeypatch) -> None:
+    monkeypatch.setenv("CNNLAB_THREADS", "1")
+    m = JobManager(store, mnist_loader=lambda: mnist)
+    try:
+        rid = m.submit("tiny", TINY, cfg(epochs=500))
+        wait_for(lambda: m.get(rid).step > 2, what="the job's first steps")
+        assert m._jobs[rid]._threads == 1  # alone, yet one thread: the machine is shared
+    finally:
+        m.shutdown()
+    monkeypatch.setenv("CNNLAB_THREADS", "two")
+    with pytest.raises(ConfigError, match="CNNLAB_THREADS.*whole number"):
+        JobManager(store)
+
+
 def test_submit_validates_before_queueing(mgr, store) -> None:
     with pytest.raises(ConfigError) as exc:
         mgr.submit("tiny", TINY, cfg(lr=-1.0))
