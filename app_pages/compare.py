@@ -13,7 +13,7 @@ from cnnlab.plots import evaluation as P
 from cnnlab.plots import why
 from cnnlab.runs import ACTIVE
 from cnnlab.textsafe import md_text
-from cnnlab.ui import get_lab, pick_one, show_error, test_map_view
+from cnnlab.ui import get_lab, pick_one, run_table_columns, show_error, test_map_view
 
 K = "compare_"  # widget-key namespace of this page
 SEL = K + "selected"  # the selected run ids (the multiselect's key; the table's ticks feed it)
@@ -81,9 +81,10 @@ else:
     rows = C.table_rows(infos)
     f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
     text = f1.text_input("Filter", key=K + "filter", placeholder="name, id, architecture, tag…")
-    statuses = f2.multiselect("Status", sorted({r["status"] for r in rows}), key=K + "status_filter")
-    tags = f3.multiselect("Tags", sorted({t for i in infos for t in i.tags}), key=K + "tag_filter")
-    sweep_ids = f4.multiselect("Sweep", sorted({i.sweep for i in infos if i.sweep}, reverse=True), key=K + "sweep_filter")
+    statuses = f2.multiselect("Status", sorted({r["status"] for r in rows}), key=K + "status_filter", placeholder="any")
+    tags = f3.multiselect("Tags", sorted({t for i in infos for t in i.tags}), key=K + "tag_filter", placeholder="any")
+    sweep_ids = f4.multiselect("Sweep", sorted({i.sweep for i in infos if i.sweep}, reverse=True), key=K + "sweep_filter",
+                               placeholder="any")
     view = C.filter_rows(rows, text, statuses, tags, sweep_ids)
     view_ids = [r["id"] for r in view]
     # the key changes with the rows shown, so the ticks are re-applied from the selection
@@ -94,6 +95,7 @@ else:
         selection_default={"selection": {"rows": [i for i, r in enumerate(view_ids) if r in ss[SEL]]}},
         column_order=C.TABLE_COLUMNS,
         column_config={
+            **run_table_columns(view_ids),
             "best val acc": st.column_config.NumberColumn(format="percent"),
             "test acc": st.column_config.NumberColumn(format="percent"),
             "lr": st.column_config.NumberColumn(format="%.4g"),

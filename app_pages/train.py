@@ -318,7 +318,8 @@ def watch() -> None:
     st.selectbox("Show run", list(by_id), key=K + "show", on_change=_select_run,
                  format_func=lambda i: f"{names[i]} · {by_id[i].preset}")  # stable label: status is below
     if len(jobs) > 1:
-        st.dataframe(tf.job_rows(jobs, names), hide_index=True, height=min(38 * (len(jobs) + 1), 220))
+        st.dataframe(tf.job_rows(jobs, names), hide_index=True, height=min(38 * (len(jobs) + 1), 220),
+                     column_config=ui.run_table_columns([j.id for j in jobs]))
         st.session_state[K + "max_jobs"] = lab.max_concurrent  # process-wide: another tab may change it
         st.number_input("Jobs at once", min_value=1, max_value=MAX_CONCURRENT, step=1, key=K + "max_jobs",
                         on_change=_set_max_jobs, help="More jobs wait in a queue. A paused job keeps its slot; "
@@ -444,7 +445,8 @@ def saved_panel() -> None:
         st.caption("No saved runs yet. Every run is saved as it trains and survives a restart of the app.")
         return
     shown = infos[: tf.SAVED_SHOWN]
-    st.dataframe(tf.saved_rows(shown), hide_index=True, height=min(38 * (len(shown) + 1), 260))
+    st.dataframe(tf.saved_rows(shown), hide_index=True, height=min(38 * (len(shown) + 1), 260),
+                 column_config=ui.run_table_columns([r.id for r in shown]))
     if len(infos) > len(shown):
         st.caption(f"{len(infos) - len(shown)} older runs not shown here; the Compare page lists them all.")
     by_id = {r.id: r for r in shown}

@@ -23,9 +23,9 @@ from .runs import ACTIVE, RunInfo, RunStore
 
 # ------------------------------------------------------------------ the runs table
 
-TABLE_COLUMNS = ["name", "architecture", "params", "optimizer", "lr", "batch", "epochs", "augmentation",
-                 "best val acc", "test acc", "train time (s)", "status", "parent", "created", "tags", "id",
-                 "sweep", "problem"]
+TABLE_COLUMNS = ["name", "id", "architecture", "params", "optimizer", "lr", "batch", "epochs", "augmentation",
+                 "best val acc", "test acc", "train time (s)", "status", "parent", "created", "tags",
+                 "sweep", "problem"]  # the id second: far right, it was out of view at 1024 px
 
 
 def _num(v: Any) -> float | None:
@@ -63,6 +63,7 @@ def run_row(info: RunInfo, names: dict[str, str] | None = None) -> dict:
     problem = info.error or (info.message if info.status in ("failed", "diverged", "interrupted") else "")
     return {
         "name": info.name,
+        "id": info.id,
         "architecture": arch,
         "params": info.params if isinstance(info.params, int) else None,
         "optimizer": str(recipe.get("optimizer") or ""),
@@ -77,7 +78,6 @@ def run_row(info: RunInfo, names: dict[str, str] | None = None) -> dict:
         "parent": parent_text,
         "created": _created_text(info.created),
         "tags": ", ".join(info.tags),
-        "id": info.id,
         "sweep": info.sweep or "",
         "problem": problem or "",
     }

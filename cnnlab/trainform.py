@@ -291,11 +291,10 @@ def job_rows(jobs: list[Any], names: dict[str, str] | None = None) -> list[dict]
     rows = []
     for j in jobs:
         rows.append({
-            "name": (names or {}).get(j.id, j.name), "status": j.status, "preset": j.preset,
+            "name": (names or {}).get(j.id, j.name), "id": j.id, "status": j.status, "preset": j.preset,
             "epoch": f"{j.epoch or 0}/{j.epochs or '?'}",
             "best val acc": f"{j.best_val_acc:.2%}" if j.best_val_acc is not None else "",
-            "id": j.id,
-        })
+        })  # the id second: in a narrow column a last one was cut off
     return rows
 
 
@@ -530,11 +529,10 @@ def saved_rows(infos: list[Any]) -> list[dict]:
     rows = []
     for r in infos:
         rows.append({
-            "name": r.name, "status": r.status, "preset": r.preset or "",
+            "name": r.name, "id": r.id, "status": r.status, "preset": r.preset or "",
             "epochs": f"{r.epochs or 0}/{r.epochs_planned or '?'}",
             "best val acc": f"{r.best_val_acc:.2%}" if isinstance(r.best_val_acc, (int, float)) else "",
             "test acc": f"{r.test_acc:.2%}" if isinstance(r.test_acc, (int, float)) else "",
-            "id": r.id,
         })
     return rows
 

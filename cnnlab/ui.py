@@ -79,6 +79,13 @@ def get_sweep_launcher() -> "SweepLauncher":
     return SweepLauncher(RunStore()).stop_on_exit()
 
 
+def run_table_columns(ids: list[str]) -> dict[str, Any]:
+    """column_config for a table of runs (whose id column comes right after the name): the id column as wide
+    as the longest id shown, so ids are whole at 1024 px."""
+    longest = max((len(i) for i in ids), default=28)
+    return {"id": st.column_config.TextColumn(width=16 + 8 * longest)}  # ~8 px a character at the table's font
+
+
 def show_error(exc: BaseException) -> None:
     """A user-facing error as a message: LabError text as is, anything else with an expandable traceback."""
     import traceback

@@ -155,3 +155,17 @@ def test_import_refuses_a_malicious_zip_and_accepts_an_export(manager, store, tm
     assert "“alpha (copy 3)”" in _texts(at)
     names = [i.name for i in store.list_runs()]
     assert names.count("alpha") == 1 and names.count("alpha (copy 2)") == 1
+
+
+def test_run_tables_show_whole_ids_beside_the_name(manager, store):
+    """Issue 12: ids were the last column, cut off or out of view at 1024 px. In every runs table (Compare's,
+    the Train page's saved runs) the id comes right after the name, in a column as wide as the longest id."""
+    train = AppTest.from_file(str(Path(PAGE).with_name("train.py")), default_timeout=120)
+    _run(train)
+    ids = [i.id for i in store.list_runs()]
+    for at in (_app(), train):
+        (df,) = [d for d in at.dataframe if "id" in d.value.columns and "name" in d.value.columns]
+        order = list(df.proto.column_order) or list(df.value.columns)
+        assert order.index("id") == order.index("name") + 1, order
+        config = json.loads(df.proto.columns)
+        assert config["id"]["width"] >= 7.5 * max(len(i) for i in ids) + 12, config["id"]  # digits ~7.3 px
