@@ -147,6 +147,9 @@ with setup:
     b1.number_input("Label smoothing", key=K + "label_smoothing", format="%g", step=0.05)
     b2.number_input("Seed", key=K + "seed", step=1)
     b1.selectbox("Device", list(tf.DEVICES), key=K + "device")
+    b1.number_input("Test-time shift (px)", key=K + "tta_shift", step=1,
+                    help="0 = plain test evaluation. N: each test image is predicted by the mean softmax over "
+                         "it and its copies shifted N px up, down, left and right (5 passes; validation stays plain).")
     b2.checkbox("Nesterov", key=K + "nesterov")
     b2.checkbox("channels_last", key=K + "channels_last", help="Roughly doubles CPU speed of small conv nets.")
 

@@ -116,6 +116,9 @@ def add_recipe_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--optimizer", help="sgd, adam or adamw")
     ap.add_argument("--scheduler", help="learning-rate schedule: none, step, onecycle or cosine")
     ap.add_argument("--label-smoothing", type=float, dest="label_smoothing", help="label smoothing, 0 to <1")
+    ap.add_argument("--tta-shift", type=int, dest="tta_shift", metavar="PX",
+                    help="test-time augmentation: the test accuracy averages the softmax over each image and its "
+                         "copies shifted PX pixels up/down/left/right (0 = off)")
     ap.add_argument("--seed", type=int, help="random seed (weights, batch order, augmentation)")
     ap.add_argument("--device", help="auto, cpu, cuda or mps")
     ap.add_argument("--subset", type=int, help="training images per epoch (default: all but the validation set)")
@@ -130,7 +133,7 @@ def add_recipe_args(ap: argparse.ArgumentParser) -> None:
 def recipe_overrides(args: argparse.Namespace) -> tuple[dict, dict]:
     """(TrainConfig overrides, DataConfig overrides) from parsed args; absent flags are left out."""
     keys = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "scheduler",
-            "label_smoothing", "seed", "device")
+            "label_smoothing", "seed", "device", "tta_shift")
     over = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     data: dict = {}
     if getattr(args, "subset", None) is not None:

@@ -447,8 +447,8 @@ def evaluate_run(store: RunStore, run_id: str, which: str = "best", mnist: Any =
 
 def _evaluate(handle: Any, which: str, mnist: Any) -> Evaluation:
     from . import data as D
-    from .inference import predict_probs
     from .models import build_model
+    from .tta import recipe_shift, tta_probs
 
     spec = handle.config.get("spec")
     if not isinstance(spec, list):
@@ -463,8 +463,9 @@ def _evaluate(handle: Any, which: str, mnist: Any) -> Evaluation:
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{which}.pt does not fit the run's architecture: {str(exc).splitlines()[0]}") from exc
     mnist = mnist if mnist is not None else D.load_mnist()
-    x = D.to_float(mnist.test_x)
-    probs = predict_probs(model, x, batch=1000).astype(np.float32)
+    model.eval()  # a fresh model, nobody else holds it
+    # the run's own test-time augmentation, so this matches the test accuracy its result reports
+    probs = tta_probs(model, mnist.test_x, recipe_shift(handle.config.get("recipe"))).numpy().astype(np.float32)
     if not np.isfinite(probs).all():
         probs = np.nan_to_num(probs, nan=0.1)
     epoch = ckpt.get("epoch")

@@ -19,6 +19,7 @@ from .errors import CheckpointError, ConfigError, LabError
 from .fields import LIVE_FIELDS, check, live_value
 from .models import build_model, use_generator, validate_spec
 from .settings import pick_device
+from .tta import tta_probs
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "onecycle", "cosine")
@@ -44,6 +45,7 @@ class TrainConfig:
     device: str = "auto"
     channels_last: bool = False
     eval_batch_size: int = 1000
+    tta_shift: int = 0  # test-time augmentation: 0 = plain; N = mean softmax over the image and 4 N-px shifts
     data: D.DataConfig = field(default_factory=D.DataConfig)
 
     def validate(self) -> "TrainConfig":
@@ -59,7 +61,7 @@ class TrainConfig:
         if self.nesterov and self.optimizer == "sgd" and self.momentum <= 0:
             raise ConfigError("nesterov", "needs momentum > 0")
         for name in ("weight_decay", "step_size", "gamma", "pct_start", "batch_size", "epochs", "label_smoothing",
-                     "seed", "eval_batch_size"):
+                     "seed", "eval_batch_size", "tta_shift"):
             check(name, getattr(self, name))
         if not isinstance(self.channels_last, bool):
             raise ConfigError("channels_last", f"must be true or false, got {self.channels_last!r}")
@@ -225,18 +227,26 @@ class TrainResult:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, device: torch.device,
-             batch: int = 1000, channels_last: bool = False) -> tuple[float, float, torch.Tensor]:
-    """Mean loss, accuracy and predictions of `model` on uint8 images; restores the model's mode."""
+             batch: int = 1000, channels_last: bool = False, tta_shift: int = 0) -> tuple[float, float, torch.Tensor]:
+    """Mean loss, accuracy and predictions of `model` on uint8 images; restores the model's mode.
+
+    tta_shift > 0: each image is predicted by the mean softmax over it and its 4 shifted copies (cnnlab.tta).
+    """
     was_training = model.training
     model.eval()
     total_loss, preds = 0.0, []
     try:
         for s in range(0, len(x_u8), batch):
+            yb = y[s : s + batch].to(device)
+            if tta_shift:
+                p = tta_probs(model, x_u8[s : s + batch], tta_shift, device, batch, channels_last).to(device)
+                total_loss += F.nll_loss(p.clamp_min(1e-12).log(), yb, reduction="sum").item()
+                preds.append(p.argmax(1).cpu())
+                continue
             xb = D.to_float(x_u8[s : s + batch]).to(device)
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             out = model(xb).float()
-            yb = y[s : s + batch].to(device)
             total_loss += F.cross_entropy(out, yb, reduction="sum").item()
             preds.append(out.argmax(1).cpu())
     finally:
@@ -505,7 +515,7 @@ class Trainer:
     def _test(self, result: TrainResult) -> None:
         """The test-set figures of the trained model, into `result`."""
         tl, ta, preds = evaluate(self.model, self.mnist.test_x, self.mnist.test_y, self.device,
-                                 self.cfg.eval_batch_size, self.cfg.channels_last)
+                                 self.cfg.eval_batch_size, self.cfg.channels_last, self.cfg.tta_shift)
         cm = confusion_matrix(preds, self.mnist.test_y)
         result.test_loss, result.test_acc = tl, ta
         result.confusion = cm.tolist()

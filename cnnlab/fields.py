@@ -35,6 +35,7 @@ RANGES: dict[str, Range] = {
     "label_smoothing": Range(0, 0.5),
     "seed": Range(0, 2**31 - 1, integer=True),
     "eval_batch_size": Range(1, 10_000, integer=True),
+    "tta_shift": Range(0, 4, integer=True),  # test-time shift in px; a digit's 20x20 box stays whole at 4
     "val_size": Range(100, 30_000, integer=True),  # images held out of the 60k training images
     "aug_strength": Range(0, 3),  # 0 = none, 1 = the kind's full strength
 }

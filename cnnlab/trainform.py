@@ -24,7 +24,7 @@ CUSTOM = "custom"
 
 # Widget fields of the hyperparameter form (TrainConfig fields, plus DataConfig ones).
 CFG_FIELDS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "step_size", "gamma",
-              "pct_start", "batch_size", "epochs", "label_smoothing", "seed", "device", "channels_last")
+              "pct_start", "batch_size", "epochs", "label_smoothing", "seed", "device", "channels_last", "tta_shift")
 DATA_FIELDS = ("subset", "val_size", "augment", "aug_strength", "aug_kind", "val_source")
 VAL_SOURCE_LABELS = {"holdout": "held-out training images", "test": "the test set (all 60k train, as the seeds)"}
 FORM_FIELDS = CFG_FIELDS + DATA_FIELDS
@@ -104,7 +104,7 @@ def build_config(values: dict[str, Any]) -> TrainConfig:
     if missing:
         raise ConfigError(missing[0], "missing from the form")
     kw = {f: values[f] for f in CFG_FIELDS}
-    for f in ("step_size", "batch_size", "epochs", "seed"):
+    for f in ("step_size", "batch_size", "epochs", "seed", "tta_shift"):
         kw[f] = _as_int(f, kw[f])
     for f in ("lr", "momentum", "weight_decay", "gamma", "pct_start", "label_smoothing"):
         if isinstance(kw[f], int) and not isinstance(kw[f], bool):

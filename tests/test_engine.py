@@ -44,6 +44,7 @@ def cfg(**kw):
     ("batch_size", 0), ("batch_size", -1), ("batch_size", 2.5), ("epochs", 0), ("epochs", True),
     ("optimizer", "rmsprop"), ("scheduler", "linear"), ("momentum", 1.5), ("weight_decay", -1),
     ("label_smoothing", 0.9), ("gamma", 0), ("step_size", 0), ("seed", -1), ("device", "tpu"),
+    ("tta_shift", -1), ("tta_shift", 5), ("tta_shift", 1.5), ("tta_shift", True),
 ])
 def test_wrong_hyperparameters_fail_before_training_naming_the_field(field, value):
     with pytest.raises(ConfigError) as err:
