@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
 import threading
@@ -77,11 +78,11 @@ def load_mnist(root: str | Path | None = None, download: bool | None = None) -> 
             return _cache[key]
         if download is None:
             download = os.environ.get("CNNLAB_DOWNLOAD", "1") != "0"
-        from torchvision.datasets import MNIST
-
         if not _raw_present(root):
             if not download:
                 raise DataMissingError(_missing_message(root, "files not found, download disabled"))
+            from torchvision.datasets import MNIST  # only to download: importing it costs ~3 CPU s
+
             new_dirs = [d for d in (root / "MNIST" / "raw", root / "MNIST", root) if not d.exists()]
             try:
                 root.mkdir(parents=True, exist_ok=True)
@@ -91,17 +92,34 @@ def load_mnist(root: str | Path | None = None, download: bool | None = None) -> 
                 _remove_if_empty(new_dirs)  # a failed download leaves no empty folders behind
                 raise DataMissingError(_missing_message(root, f"download failed: {exc}".strip())) from exc
         try:
-            train = MNIST(str(root), train=True, download=False)
-            test = MNIST(str(root), train=False, download=False)
-        except Exception as exc:  # a wrong or truncated file in place of an MNIST file
+            tx, ty, vx, vy = (read_idx(root / "MNIST" / "raw" / name) for name in RAW_FILES)
+        except (OSError, ValueError, EOFError) as exc:  # a wrong or truncated file in place of an MNIST file
             raise DataMissingError(_missing_message(root, f"files unreadable: {exc}")) from exc
-        mnist = Mnist(
-            train.data.contiguous(), train.targets.long(), test.data.contiguous(), test.targets.long()
-        )
+        mnist = Mnist(tx, ty.long(), vx, vy.long())
         if mnist.train_x.shape[1:] != (28, 28) or len(mnist.train_x) != len(mnist.train_y):
             raise DataMissingError(_missing_message(root, f"unexpected shape {tuple(mnist.train_x.shape)}"))
         _cache[key] = mnist
         return mnist
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """An MNIST idx file of unsigned bytes (`path`, else `path`.gz) as a uint8 tensor of its shape.
+
+    Read directly (not through torchvision, whose import would cost more CPU time than the reading).
+    Raises ValueError for a file that is not such an idx file, or is truncated.
+    """
+    if not path.is_file() and path.with_name(path.name + ".gz").is_file():
+        path = path.with_name(path.name + ".gz")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 3:
+        raise ValueError(f"{path.name} is not an MNIST idx file of unsigned bytes")
+    ndim, head = raw[3], 4 + 4 * raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    if len(raw) != head + math.prod(dims):
+        raise ValueError(f"{path.name}: {len(raw) - head} bytes of data for shape {dims}: truncated or corrupt")
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=head).reshape(dims)
 
 
 @dataclass

@@ -37,6 +37,33 @@ def test_wrong_file_in_place_is_a_clear_error(tmp_path):
         D.load_mnist(tmp_path, download=False)
 
 
+def test_idx_reader_gives_torchvisions_tensors_and_reads_gz(mnist, tmp_path):
+    import gzip
+
+    from torchvision.datasets import MNIST
+
+    tv = MNIST(str(D.settings.data_dir()), train=False, download=False)
+    assert torch.equal(mnist.test_x, tv.data) and torch.equal(mnist.test_y, tv.targets.long())
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    src = D.settings.data_dir() / "MNIST" / "raw"
+    for name in D.RAW_FILES:
+        (raw / f"{name}.gz").write_bytes(gzip.compress((src / name).read_bytes(), compresslevel=1))
+    assert torch.equal(D.read_idx(raw / "t10k-labels-idx1-ubyte"), tv.targets.to(torch.uint8))
+    assert torch.equal(D.load_mnist(tmp_path, download=False).train_x, mnist.train_x)
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in D.RAW_FILES:
+        shutil.copy(D.settings.data_dir() / "MNIST" / "raw" / name, raw / name)
+    with open(raw / "t10k-images-idx3-ubyte", "r+b") as f:
+        f.truncate(5000)
+    with pytest.raises(DataMissingError, match="unreadable.*truncated"):
+        D.load_mnist(tmp_path, download=False)
+
+
 def test_splits_are_seeded_disjoint_and_keep_test_apart(mnist):
     cfg = D.DataConfig(val_size=5000, split_seed=3)
     s1, s2 = D.make_splits(mnist, cfg), D.make_splits(mnist, cfg)
