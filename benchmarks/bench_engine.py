@@ -20,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,19 +117,32 @@ def run_engine(subset: int | None, seed: int) -> dict:
             "test_acc": res.test_acc, "val_acc": res.best_val_acc, "status": res.status}
 
 
-def run_fast(seed: int) -> dict:
-    """`python -m cnnlab train --preset fast` in a fresh process; its JSON wall_s includes data loading."""
-    cmd = [sys.executable, "-m", "cnnlab", "train", "--preset", "fast", "--json", "--no-save", "--quiet",
-           "--seed", str(seed)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=os.environ.copy())
-    proc_s = time.perf_counter() - t0
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"fast run failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    res = json.loads(lines[-1])
+def run_preset(preset: str, seed: int, *args: str, env: dict | None = None) -> dict:
+    """`python -m cnnlab train --preset P --json --seed S ARGS` in a fresh process.
+
+    `process_s`: from starting the process to its JSON result line (Python and torch imports included);
+    `wall_s`: the command's own figure, from after its imports (data loading, training, evaluation).
+    """
+    cmd = [sys.executable, "-m", "cnnlab", "train", "--preset", preset, "--json", "--seed", str(seed), *args]
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: a full pipe would block the child
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True,
+                                env=env if env is not None else os.environ.copy())
+        res, proc_s = None, None
+        for line in proc.stdout:  # the result is the JSON line; the clock stops when it is printed
+            if line.startswith("{"):
+                proc_s = time.perf_counter() - t0
+                res = json.loads(line)
+        if proc.wait() != 0 or res is None:
+            err.seek(0)
+            raise RuntimeError(f"{preset} run failed ({proc.returncode}): {err.read()[-2000:]}")
     return {"wall_s": res["wall_s"], "process_s": proc_s, "test_acc": res["test_acc"],
-            "val_acc": res["best_val_acc"], "seed": seed}
+            "val_acc": res["best_val_acc"], "seed": seed, "run_id": res.get("run_id")}
+
+
+def run_fast(seed: int) -> dict:
+    """The fast preset without saving a run (its JSON wall_s includes data loading)."""
+    return run_preset("fast", seed, "--no-save", "--quiet")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,8 +101,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
     else:
         for p in out:
             r = p["recipe"]
+            tta = f" tta {r['tta_shift']}px" if r.get("tta_shift") else ""
             print(f"{p['name']:<14} {p['params']:>9,} params  {r.get('optimizer')} lr {r.get('lr')} "
-                  f"batch {r.get('batch_size')} epochs {r.get('epochs')}  — {p['reported']}")
+                  f"batch {r.get('batch_size')} epochs {r.get('epochs')}{tta}  — {p['reported']}")
     return 0
 
 

@@ -155,3 +155,17 @@ def test_seeded_init_ignores_the_global_rng_and_matches_torch_defaults():
         if x.dim() > 0 and x.numel() > 100:
             assert abs(x.std().item() - y.std().item()) < 0.15 * y.std().item(), k
             assert x.abs().max() <= y.abs().max() * 1.05 + 1e-6, k
+
+
+def test_best_recipe_validates_and_trains_a_few_steps_with_its_test_time_augmentation(mnist):
+    from cnnlab import engine as E
+
+    p = M.get_preset("best")
+    cfg = E.TrainConfig.from_dict(p.recipe).validate()
+    assert cfg.tta_shift > 0 and cfg.data.augment and cfg.scheduler == "onecycle"
+    small = {**p.recipe, "epochs": 1, "data": {**p.recipe["data"], "subset": 512, "val_size": 200}}
+    trainer = E.Trainer(p.spec, E.TrainConfig.from_dict(small), mnist)
+    result = trainer.run()
+    assert result.status == "done" and result.step == 4
+    assert result.test_acc == E.evaluate(trainer.model, mnist.test_x, mnist.test_y, trainer.device,
+                                         channels_last=True, tta_shift=cfg.tta_shift)[1]
