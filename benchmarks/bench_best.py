@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--classic-rounds", type=int, default=1,
                     help="classic epochs: the first before the runs, the others after (baseline: their median)")
     ap.add_argument("--skip-fast", action="store_true")
+    ap.add_argument("--train-args", default="", help="extra `train` options for the best runs, e.g. '--epochs 4' "
+                                                    "(to time a variant of the recipe)")
     ap.add_argument("--store", help="run store to keep the runs in (default: a temporary one); e.g. to record "
                                     "them with `CNNLAB_CHECKPOINT_DIR=STORE python -m cnnlab reproduce best "
                                     "--from-runs ID ...`")
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "CNNLAB_CHECKPOINT_DIR": store}
     best = []
     for s in seeds:
-        best.append(run_preset("best", s, "--quiet", env=env))
+        best.append(run_preset("best", s, "--quiet", *args.train_args.split(), env=env))
         print(_line("best", best[-1], classic[0]["epoch_s"]), flush=True)
     fast = [] if args.skip_fast else [run_preset("fast", seeds[0], "--quiet", env=env)]
     for _ in range(args.classic_rounds - 1):

@@ -72,7 +72,7 @@ def test_a_runs_test_accuracy_uses_its_recipe_shift_and_compare_agrees(mnist, tm
     cfg = E.TrainConfig.from_dict({"optimizer": "sgd", "lr": 0.05, "batch_size": 64, "epochs": 1,
                                    "tta_shift": 2, "data": {"subset": 1024, "val_size": 500}})
     run = create_run(store, "fast", SPEC, cfg, name="tta")
-    trainer = E.Trainer(SPEC, cfg, mnist, sink=RunRecorder(run))
+    trainer = E.Trainer(SPEC, cfg, mnist, callbacks=[RunRecorder(run)])
     result = trainer.run()
     assert result.status == "done"
     plain = E.evaluate(trainer.model, mnist.test_x, mnist.test_y, trainer.device)[1]
