@@ -188,7 +188,7 @@ def run_figures(run_id: str) -> dict:
 
     handle = RunStore().get(run_id)
     epochs = [r for r in handle.read_metrics() if r.get("kind") == "epoch"]
-    result = handle.result() or {}
+    result = handle.result or {}
     status = handle.info().status
     cfg = TrainConfig.from_dict(handle.config["recipe"])
     train_s = epochs[-1]["t"] if epochs else 0.0

@@ -64,3 +64,18 @@ def test_reproduce_cli_smoke_trains_for_real_and_writes_no_record(tmp_path):
     res = json.loads(out.stdout.strip().splitlines()[-1])["presets"]["seed002"]
     assert res["epochs"] == 1 and 0.5 < res["test_acc_mean"] <= 1 and len(res["run_ids"]) == 1
     assert not record.exists()  # a shortened recipe is a check, not a reproduction
+
+
+def test_entry_from_runs_reads_stored_runs_back(mnist):
+    from cnnlab.engine import Trainer
+    from cnnlab.models import get_preset
+    from cnnlab.recorder import RunRecorder, create_run
+    from cnnlab.runs import RunStore
+
+    p = get_preset("fast")
+    cfg = R.recipe_config("fast", 0, subset=512)
+    run = create_run(RunStore(), "fast", p.spec, cfg, name="from-runs")
+    result = Trainer(p.spec, cfg, mnist, callbacks=[RunRecorder(run)]).run()
+    entry = R.entry_from_runs("fast", [run.id])
+    assert entry["from_store"] and entry["runs"][0]["run_id"] == run.id
+    assert entry["test_acc_mean"] == result.test_acc and entry["runs"][0]["epochs"] == 1
