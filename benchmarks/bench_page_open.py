@@ -125,6 +125,8 @@ class Bench:
         return folder.name, folder
 
     def follow(self, rid: str) -> None:
+        """A fresh session of the Train page showing the run (from a blank page, as a new tab would)."""
+        self.page.goto("about:blank")
         goto(self.page, f"{self.server.url}/?run={rid}", timeout=PAGE_TIMEOUT_MS)
         expect_text(self.page, "steps recorded", timeout=PAGE_TIMEOUT_MS)
 

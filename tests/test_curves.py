@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -95,9 +94,7 @@ def test_figure_traces_downsampled_and_markers_for_events():
         {"kind": "event", "event": "pause", "step": 7000, "epoch": 8, "t": 2},
         {"kind": "event", "event": "resume", "step": 7000, "epoch": 8, "t": 3},
     ]
-    t0 = time.perf_counter()
     fig = training_figure(steps, epochs, events, smoothing=0.9, max_points=500)
-    build_s = time.perf_counter() - t0
     names = [t.name for t in fig.data]
     assert {"loss (step)", "loss (smoothed)", "train loss (epoch)", "val loss (epoch)",
             "train acc (epoch)", "val acc (epoch)"} <= set(names)
@@ -109,7 +106,6 @@ def test_figure_traces_downsampled_and_markers_for_events():
     assert xs == [5000, 7000, 7000]
     texts = [a.text for a in fig.layout.annotations]
     assert "lr 0.1→0.05" in texts and "⏸" in texts and "▶" in texts
-    assert build_s < 1.0, f"figure of 20k steps took {build_s:.2f}s"
 
 
 def test_smoothed_curve_is_smoother_than_raw():
