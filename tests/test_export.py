@@ -84,7 +84,7 @@ def _pngs(folder: Path, images: torch.Tensor) -> list[str]:
 
 def test_every_layer_type_has_a_code_emitter() -> None:
     missing = set(M.LAYER_TYPES) - set(E.EMITTERS)
-    assert not missing, f"add emitters for {sorted(missing)} to cnnlab/export.py EMITTERS"
+    assert not missing, f"add emitters for {sorted(missing)} to cnnlab/codegen.py EMITTERS"
     assert {L["type"] for L in ALL_TYPES + SEED_LAYERS} == set(M.LAYER_TYPES)  # the two specs cover them all
 
 
