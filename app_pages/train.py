@@ -11,6 +11,7 @@ from cnnlab import data, datacheck, health
 from cnnlab import trainform as tf
 from cnnlab import ui
 from cnnlab.errors import ConfigError, DataMissingError, LabError, SpecError
+from cnnlab.fields import OPTIMIZERS, SCHEDULERS
 from cnnlab.jobs import MAX_CONCURRENT
 from cnnlab.plots import why
 from cnnlab.plots.curves import augmentation_preview
@@ -129,12 +130,12 @@ with setup:
     st.subheader("2 · Hyperparameters")
     # two columns, not three: in a 1024 px window a third of this column cut "onecycle" and "channels_last"
     c1, c2 = st.columns(2)
-    c1.selectbox("Optimizer", ["sgd", "adam", "adamw"], key=K + "optimizer")
+    c1.selectbox("Optimizer", OPTIMIZERS, key=K + "optimizer")
     c2.number_input("Learning rate", key=K + "lr", format="%g", step=1e-4)
     c1.number_input("Momentum", key=K + "momentum", format="%g", step=0.01,
                     help="SGD momentum; beta1 for Adam/AdamW.")
     c2.number_input("Weight decay", key=K + "weight_decay", format="%g", step=1e-4)
-    c1.selectbox("Scheduler", ["none", "step", "onecycle", "cosine"], key=K + "scheduler")
+    c1.selectbox("Scheduler", SCHEDULERS, key=K + "scheduler")
     sched = st.session_state[K + "scheduler"]
     if sched == "step":
         c2.number_input("Step size (epochs)", key=K + "step_size", step=1)
@@ -490,7 +491,7 @@ def saved_panel() -> None:
             c2.number_input("Fork learning rate", key=f("lr"), format="%g", step=1e-4)
             c3.number_input("Fork epochs (last epoch)", key=f("epochs"), step=1,
                             help="Counted like the parent's: must be more than the fork epoch.")
-            c4.selectbox("Fork optimizer", ["sgd", "adam", "adamw"], key=f("optimizer"))
+            c4.selectbox("Fork optimizer", OPTIMIZERS, key=f("optimizer"))
             st.text_input("Fork name (optional)", key=f("name"))
             st.form_submit_button("Fork", on_click=_fork_saved, args=(rid,))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -11,65 +10,9 @@ import traceback
 from typing import Any
 
 from .callbacks import Callback
+from .cli_common import (Progress, _print_json, add_recipe_args, error_json, final_json,  # noqa: F401
+                         recipe_overrides)
 from .errors import LabError
-
-
-class Progress(Callback):
-    """The training progress bar on stderr (a Trainer callback), drawn by tqdm.
-
-    On a terminal it redraws a few times a second; when stderr is a file or a pipe (a log) it
-    writes a line at most every LOG_EVERY_S seconds instead of thousands of `\r` updates.
-    `show(rec)` draws a record from elsewhere (the follower of a background job).
-    """
-
-    LOG_EVERY_S = 30.0
-
-    def __init__(self, total_steps: int, quiet: bool = False, file: Any = None):
-        from tqdm import tqdm
-
-        self.quiet, self._step = quiet, 0
-        out = file if file is not None else sys.stderr
-        tty = hasattr(out, "isatty") and out.isatty()
-        self.bar = tqdm(total=max(1, total_steps), file=out, disable=quiet, unit="step", dynamic_ncols=tty,
-                        ncols=None if tty else 100, mininterval=0.2 if tty else self.LOG_EVERY_S,
-                        maxinterval=None if tty else self.LOG_EVERY_S * 2, leave=True)
-
-    def show(self, rec: dict) -> None:
-        """Draw a step, epoch or event record."""
-        if self.quiet:
-            return
-        kind = rec.get("kind")
-        if kind == "step":
-            self.bar.update(max(0, rec["step"] - self._step))
-            self._step = rec["step"]
-            self.bar.set_postfix_str(f"epoch {rec['epoch']} loss {rec['loss']:.4f} lr {rec['lr']:.3g} "
-                                     f"{rec['ips']:.0f} img/s", refresh=False)
-        elif kind == "epoch":
-            self.bar.write(f"epoch {rec['epoch']}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}"
-                           f" | val loss {rec['val_loss']:.4f} acc {rec['val_acc']:.4f}", file=self.bar.fp)
-        elif kind == "event" and rec.get("event") != "set":
-            self.bar.write(f"{rec['event']} at step {rec['step']}", file=self.bar.fp)
-
-    def on_step(self, trainer: Any, rec: dict) -> None:
-        self.show(rec)
-
-    def on_epoch(self, trainer: Any, rec: dict) -> None:
-        self.show(rec)
-
-    def on_event(self, trainer: Any, rec: dict) -> None:
-        self.show(rec)
-
-    def on_end(self, trainer: Any, result: Any) -> None:
-        self.bar.close()
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, default=str), flush=True)
-
-
-def error_json(message: str, field: str | None = None) -> dict:
-    """The one JSON line every failure ends with under --json ("error" repeats the message for old readers)."""
-    return {"status": "error", "message": message, "error": message, "field": field}
 
 
 class UsageError(Exception):
@@ -105,56 +48,6 @@ def cmd_presets(args: argparse.Namespace) -> int:
             print(f"{p['name']:<14} {p['params']:>9,} params  {r.get('optimizer')} lr {r.get('lr')} "
                   f"batch {r.get('batch_size')} epochs {r.get('epochs')}{tta}  — {p['reported']}")
     return 0
-
-
-def add_recipe_args(ap: argparse.ArgumentParser) -> None:
-    """Recipe overrides shared by train and fork (absent flags keep the preset's / parent's value)."""
-    ap.add_argument("--epochs", type=int, help="number of epochs (the last epoch, for a fork)")
-    ap.add_argument("--batch-size", type=int, dest="batch_size", help="images per training step")
-    ap.add_argument("--lr", type=float, help="learning rate (peak LR for one-cycle)")
-    ap.add_argument("--momentum", type=float, help="SGD momentum; beta1 for adam/adamw")
-    ap.add_argument("--weight-decay", type=float, dest="weight_decay", help="L2 weight decay")
-    ap.add_argument("--optimizer", help="sgd, adam or adamw")
-    ap.add_argument("--scheduler", help="learning-rate schedule: none, step, onecycle or cosine")
-    ap.add_argument("--label-smoothing", type=float, dest="label_smoothing", help="label smoothing, 0 to <1")
-    ap.add_argument("--tta-shift", type=int, dest="tta_shift", metavar="PX",
-                    help="test-time augmentation: the test accuracy averages the softmax over each image and its "
-                         "copies shifted PX pixels up/down/left/right (0 = off)")
-    ap.add_argument("--seed", type=int, help="random seed (weights, batch order, augmentation)")
-    ap.add_argument("--device", help="auto, cpu, cuda or mps")
-    ap.add_argument("--subset", type=int, help="training images per epoch (default: all but the validation set)")
-    ap.add_argument("--val-size", type=int, dest="val_size", help="images held out of training for validation")
-    ap.add_argument("--augment", type=float, metavar="STRENGTH",
-                    help="augmentation strength (0 = off, 1 = the kind's full strength)")
-    ap.add_argument("--aug-kind", dest="aug_kind", help="augmentation kind: affine, cropzoom or brightness")
-    ap.add_argument("--val-source", dest="val_source",
-                    help="holdout (validation images held out of the 60k) or test (train on all 60k, validate on test)")
-
-
-def recipe_overrides(args: argparse.Namespace) -> tuple[dict, dict]:
-    """(TrainConfig overrides, DataConfig overrides) from parsed args; absent flags are left out."""
-    keys = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "scheduler",
-            "label_smoothing", "seed", "device", "tta_shift")
-    over = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
-    data: dict = {}
-    if getattr(args, "subset", None) is not None:
-        data["subset"] = args.subset
-    if getattr(args, "val_size", None) is not None:
-        data["val_size"] = args.val_size
-    for k in ("aug_kind", "val_source"):
-        if getattr(args, k, None) is not None:
-            data[k] = getattr(args, k)
-    if getattr(args, "augment", None) is not None:
-        data["augment"] = args.augment > 0
-        data["aug_strength"] = args.augment if args.augment > 0 else 1.0
-    return over, data
-
-
-def final_json(result: Any, run_id: str | None, params: int, wall_s: float) -> dict:
-    return {"status": result.status, "message": result.message, "test_acc": result.test_acc,
-            "test_loss": result.test_loss, "best_val_acc": result.best_val_acc, "epochs": result.epochs_done,
-            "steps": result.step, "wall_s": round(wall_s, 3), "train_s": round(result.train_s, 3),
-            "params": params, "run_id": run_id}
 
 
 def read_arch(path: str) -> list[dict]:
@@ -289,11 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--no-record", action="store_true", help="do not write docs/reproduction.json and REPRODUCTION.md")
     rp.add_argument("--json", action="store_true", help="print one JSON line with the results")
     rp.set_defaults(func=cmd_reproduce)
-    try:  # runs/resume/fork live with the job machinery
-        from .cli_runs import add_run_commands
-        add_run_commands(sub)
-    except ImportError:
-        pass
+    from .cli_runs import add_run_commands  # runs, resume, fork (with the job machinery)
+
+    add_run_commands(sub)
     from .cli_sweep import add_sweep_commands  # sweep, sweeps (Ray is imported only when a sweep runs)
 
     add_sweep_commands(sub)

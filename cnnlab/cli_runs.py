@@ -13,7 +13,8 @@ import sys
 import time
 from typing import Any
 
-from .cli import Progress, _print_json, add_recipe_args, final_json, recipe_overrides
+from .cli_common import Progress, _print_json, add_recipe_args, final_json, recipe_overrides
+from .status import FINAL
 
 POLL_S = 1.0  # at most this long between looks at the status (a record or the end wakes it sooner)
 
@@ -59,7 +60,7 @@ def _follow(manager: Any, run_id: str, quiet: bool) -> Any:
     history = view.mode == "resume"  # a resumed job's view starts with the stored curve: not reprinted
     try:
         while True:
-            final = view.status in ("done", "stopped", "failed", "diverged")
+            final = view.status in FINAL
             recs, k = view.records_since(k)
             for rec in recs:
                 if history:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import _print_json, add_recipe_args, recipe_overrides
+from .cli_common import _print_json, add_recipe_args, recipe_overrides
 
 
 def base_from_args(args: argparse.Namespace) -> tuple[str, list[dict], dict]:

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any
 
-from .cli import _print_json, add_recipe_args, recipe_overrides
+from .cli_common import _print_json, add_recipe_args, recipe_overrides
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:

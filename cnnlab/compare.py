@@ -19,7 +19,8 @@ import numpy as np
 from . import records as R
 from .errors import CheckpointError, LabError
 from .plots.series import downsample
-from .runs import ACTIVE, RunInfo, RunStore
+from .runs import RunInfo, RunStore
+from .status import ACTIVE
 
 # ------------------------------------------------------------------ the runs table
 

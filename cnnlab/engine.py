@@ -16,13 +16,11 @@ import torch.nn.functional as F
 from . import data as D
 from .callbacks import Callback
 from .errors import CheckpointError, ConfigError, LabError
-from .fields import LIVE_FIELDS, check, live_value
+from .fields import LIVE_FIELDS, OPTIMIZERS, SCHEDULERS, check, live_value
 from .models import build_model, use_generator, validate_spec
 from .settings import pick_device
 from .tta import tta_probs
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("none", "step", "onecycle", "cosine")
 
 
 @dataclass

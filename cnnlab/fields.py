@@ -1,4 +1,5 @@
-"""The range of every numeric recipe field, in one table: TrainConfig, DataConfig and LiveParams check it.
+"""The range of every numeric recipe field, in one table: TrainConfig, DataConfig and LiveParams check it;
+the optimizers and schedulers a recipe may name (the engine and the Train page's pickers).
 
 A live-editable field (`LIVE_FIELDS`) has the same range during a run as at launch: the table is the only
 place either is written. `check(field, value)` raises `ConfigError` naming the field and its bounds.
@@ -40,6 +41,8 @@ RANGES: dict[str, Range] = {
     "aug_strength": Range(0, 3),  # 0 = none, 1 = the kind's full strength
 }
 
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "step", "onecycle", "cosine")
 LIVE_FIELDS = ("lr", "momentum", "weight_decay", "aug_strength", "epochs")  # changeable while a run trains
 
 

@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.data import MEAN, STD
 from cnnlab.errors import LabError
 from cnnlab.settings import limit_threads  # noqa: F401  (the pages call inference.limit_threads)
 
-MNIST_MEAN = 0.1307
-MNIST_STD = 0.3081
+MNIST_MEAN, MNIST_STD = MEAN, STD  # the lab's one input normalization (cnnlab.data)
 
 # Canvas pixels at or below this intensity (0..1) are noise, not ink (antialiasing fringes, stray
 # alpha): they are ignored when finding the bounding box and counting ink.

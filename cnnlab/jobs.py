@@ -80,9 +80,9 @@ from .health import LayerHealth
 from .models import validate_spec
 from .recorder import RunRecorder, create_run
 from .records import RunRecords
-from .runs import ACTIVE, RunHandle, RunInfo, RunStore, _effective_status
+from .runs import RunHandle, RunInfo, RunStore, _effective_status
+from .status import ACTIVE, FINAL
 
-FINAL = ("done", "stopped", "failed", "diverged", "interrupted")
 MAX_CONCURRENT = 16  # jobs at once, at most (the page's "Jobs at once")
 IPS_SMOOTHING = 0.1  # EMA weight of the newest images/s sample
 PHASES = {  # what a started job does before its first step, in order (JobView.phase)

@@ -17,7 +17,8 @@ from . import compare as C
 from . import trainform as tf
 from .jobs import JobManager, JobView
 from .modelsource import LoadedModel, ModelRef, ModelSource
-from .runs import ACTIVE, RunInfo, RunNotFound
+from .runs import RunInfo, RunNotFound
+from .status import ACTIVE
 
 
 class RunGone(RunNotFound):

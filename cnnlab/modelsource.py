@@ -276,11 +276,6 @@ class ModelSource:
             loaded.memo[key] = find_misclassified(loaded.model, x_u8, y, limit=limit)
         return loaded.memo[key]
 
-    def cache_info(self) -> dict:
-        with self._lock:
-            return {"hits": self.hits, "misses": self.misses, "size": len(self._cache),
-                    "keys": list(self._cache)}
-
     def clear(self) -> None:
         with self._lock:
             self._cache.clear()

@@ -41,10 +41,8 @@ from cnnlab.fsutil import (TMP_PREFIX, atomic_torch_save, atomic_write_bytes, at
                            disk_full_as_message, dumps)
 from cnnlab.records import read_jsonl
 from cnnlab.runlock import RunLock, acquire, is_locked
+from cnnlab.status import ACTIVE, RESUMABLE, STATUSES  # noqa: F401 (ACTIVE: read from here too)
 
-STATUSES = ("queued", "running", "paused", "done", "stopped", "failed", "diverged", "interrupted")
-ACTIVE = ("queued", "running", "paused")
-RESUMABLE = ("stopped", "failed", "diverged", "interrupted")
 CHECKPOINTS = ("last", "best")
 JSON_FILES = ("config.json", "meta.json", "status.json", "result.json")
 JSONL_FILES = ("metrics.jsonl", "events.jsonl")

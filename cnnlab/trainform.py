@@ -13,12 +13,11 @@ from typing import Any, Iterable
 from . import models
 from .data import DataConfig
 from .engine import TrainConfig
-from .fields import LIVE_FIELDS, live_value
+from .fields import LIVE_FIELDS, OPTIMIZERS, live_value
 from .errors import ConfigError, LabError, SpecError
 from .plots.series import Ema
+from .status import ACTIVE, RESUMABLE
 
-ACTIVE = ("queued", "running", "paused", "stopping")
-FINISHED = ("done", "stopped", "diverged", "failed", "interrupted")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CUSTOM = "custom"
 
@@ -475,7 +474,6 @@ def augmented_examples(mnist: Any, strength: float, n: int = 8, seed: int = 0, k
 
 # ----------------------------------------------------------------------------- saved runs (the store)
 
-RESUMABLE = ("interrupted", "stopped", "failed", "diverged")
 SAVED_SHOWN = 50  # rows of the saved-runs table; the Compare page lists everything
 
 
@@ -570,7 +568,7 @@ def fork_defaults(manager: Any, run_id: str) -> ForkDefaults:
     planned = planned_epochs(handle)  # a live epochs change counts
     last = avail[-1] if avail else 0
     epochs = planned if isinstance(planned, int) and planned > last else last + 1
-    opt = recipe.get("optimizer") if recipe.get("optimizer") in ("sgd", "adam", "adamw") else "sgd"
+    opt = recipe.get("optimizer") if recipe.get("optimizer") in OPTIMIZERS else "sgd"
     return ForkDefaults(avail, float(lr) if isinstance(lr, (int, float)) else 0.01, epochs, opt)
 
 
@@ -583,8 +581,8 @@ def fork_overrides(epoch: Any, lr: Any, epochs: Any, optimizer: Any) -> tuple[in
     if epochs <= epoch:
         raise ConfigError("epochs", f"must be more than the fork epoch {epoch} (epochs count like the parent's), "
                                     f"got {epochs}")
-    if optimizer not in ("sgd", "adam", "adamw"):
-        raise ConfigError("optimizer", f"must be sgd, adam or adamw, got {optimizer!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     return epoch, {"lr": float(lr), "epochs": epochs, "optimizer": optimizer}
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from cnnlab import models, trainform as tf
 from cnnlab.errors import ConfigError
-from cnnlab.plots.curves import augmentation_preview, training_figure
+from cnnlab.plots.curves import augmentation_preview, series_figure
 from cnnlab.plots.series import Ema, downsample
 
 
@@ -20,6 +20,14 @@ def _loss_curve(n: int, spike_at: int | None = None) -> tuple[np.ndarray, np.nda
     if spike_at is not None:
         y[spike_at] = 57.0  # a divergence-like spike of one step
     return x, y
+
+
+def training_figure(step_recs, epoch_recs, events=(), smoothing=0.9, max_points=500):
+    """The Train page's figure of a list of step records: series_figure over their columns."""
+    col = {k: np.array([r[k] for r in step_recs], dtype=float) for k in ("step", "loss", "acc")}
+    smooth = {k: Ema(smoothing).extend(v) if len(v) else None for k, v in col.items()}
+    return series_figure(col["step"], col["loss"], smooth["loss"], epoch_recs, events, max_points,
+                         acc_smooth=smooth["acc"])
 
 
 # ----------------------------------------------------------------------------- downsample

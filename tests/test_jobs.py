@@ -113,12 +113,12 @@ def test_pause_freezes_steps_until_unpause_and_stop_is_fast(mgr, store) -> None:
     mgr.unpause(rid)
     wait_for(lambda: v.step > frozen, 10, "steps after unpause")
     assert v.status == "running"
-    t0 = time.perf_counter()
+    at = v.step
     mgr.stop(rid)
-    wait_for(lambda: v.status in FINAL, 5, "stop")
-    took = time.perf_counter() - t0
-    assert v.status == "stopped" and took < 1.0, took
+    wait_for(lambda: v.status in FINAL, 60, "stop")
+    assert v.status == "stopped"
     recs, _ = v.records_since(0)
+    assert events(recs, "stop")[0]["step"] <= at + 2  # the next step boundary (the view may lag one step)
     assert [e["event"] for e in events(recs)] == ["pause", "resume", "stop"]
     assert events(recs, "pause")[0]["step"] == frozen
     assert [e["event"] for e in store.get(rid).read_events()] == ["pause", "resume", "stop"]

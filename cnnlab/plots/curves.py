@@ -11,16 +11,15 @@ import math
 from typing import Iterable, Sequence
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 
 from .series import Ema, downsample
 
-RAW = "rgba(99,110,250,0.35)"
-SMOOTH = "#636EFA"
-TRAIN = "#00CC96"
-VAL = "#EF553B"
-EVENT_COLORS = {"set": "#AB63FA", "pause": "#9AA5B1", "resume": "#9AA5B1", "stop": "#FFA15A",
-                "diverged": "#EF553B"}
+_P = plotly.colors.qualitative.Plotly
+RAW = "rgba(99,110,250,0.35)"  # _P[0], faint
+SMOOTH, TRAIN, VAL = _P[0], _P[2], _P[1]
+EVENT_COLORS = {"set": _P[3], "pause": "#9AA5B1", "resume": "#9AA5B1", "stop": _P[4], "diverged": _P[1]}
 MAX_MARKERS = 60  # newest events drawn; older ones would only clutter the plot
 
 
@@ -125,20 +124,6 @@ def series_figure(
         fig.add_annotation(text="no points yet", x=0.5, y=0.7, xref="paper", yref="paper", showarrow=False,
                            font=dict(size=14, color="#888"))
     return fig
-
-
-def training_figure(
-    step_recs: Sequence[dict],
-    epoch_recs: Sequence[dict],
-    events: Sequence[dict] = (),
-    smoothing: float = 0.9,
-    max_points: int = 500,
-) -> go.Figure:
-    """Loss per step (raw and EMA-smoothed) with epoch train/val loss on top; accuracy below; event markers."""
-    steps, loss = _col(step_recs, "step"), _col(step_recs, "loss")
-    acc = _col(step_recs, "acc")
-    return series_figure(steps, loss, Ema(smoothing).extend(loss) if len(loss) else None, epoch_recs, events,
-                         max_points, acc_smooth=Ema(smoothing).extend(acc) if len(acc) else None)
 
 
 def augmentation_preview(images: np.ndarray | Sequence, cols: int = 8, title: str | None = None) -> go.Figure:

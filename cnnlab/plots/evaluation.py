@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 
 from ..textsafe import plot_text
 
-PALETTE = [  # plotly's qualitative "Plotly" palette
-    "#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A",
-    "#19D3F3", "#FF6692", "#B6E880", "#FF97FF", "#FECB52",
-]  # fmt: skip
+PALETTE = plotly.colors.qualitative.Plotly  # one color a run
 EVENT_SYMBOLS = {"set": "diamond", "diverged": "x", "pause": "line-ns", "resume": "line-ns", "stop": "square"}
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import plotly.colors
 import plotly.graph_objects as go
 
 from .curves import RAW, SMOOTH
 
 SUGGEST = "#00CC96"
-MINIMUM = "#EF553B"
+MINIMUM = plotly.colors.qualitative.Plotly[1]
 
 
 def lr_find_figure(lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float],

@@ -13,16 +13,14 @@ import math
 from typing import Sequence
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 
 from ..textsafe import plot_text
 
-ACCENT = "#EF553B"  # the predicted class
+CLASS_COLORS = plotly.colors.qualitative.Plotly  # one per digit (ten colors)
+ACCENT = CLASS_COLORS[1]  # the predicted class
 MUTED = "#9AA5B1"
-CLASS_COLORS = [  # plotly's qualitative "Plotly" palette, one per digit
-    "#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A",
-    "#19D3F3", "#FF6692", "#B6E880", "#FF97FF", "#FECB52",
-]  # fmt: skip
 # Transparent at 0 so the digit shows through where attribution is nil.
 HEAT = [[0.0, "rgba(255,0,0,0)"], [0.4, "rgba(255,80,0,0.6)"], [1.0, "rgba(255,255,0,0.95)"]]
 _BARE = {"showticklabels": False, "showgrid": False, "zeroline": False, "constrain": "domain"}
@@ -71,44 +69,6 @@ def _grid(n: int, cols: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def _map_grid(
-    maps: np.ndarray,
-    labels: list[str],
-    zmin: float,
-    zmax: float,
-    colorscale: str,
-    cols: int,
-    title: str,
-    cell_px: int,
-) -> go.Figure:
-    """One heatmap per map on a grid of square subplots sharing one color axis and colorbar.
-
-    The axes are laid out by hand (as make_subplots would) because make_subplots validates every
-    axis pair: ~90-240 ms for 32 maps here against ~10 ms for this dict-built figure.
-    """
-    n = len(maps)
-    rows, cols = _grid(n, cols)
-    gap_x, gap_y = 0.01, 0.02
-    w, h = (1 - gap_x * (cols - 1)) / cols, (1 - gap_y * (rows - 1)) / rows
-    layout = _layout(max(120, rows * cell_px + 50), title, coloraxis={
-        "colorscale": colorscale, "cmin": zmin, "cmax": zmax, "colorbar": _COLORBAR,
-    })  # fmt: skip
-    data = []
-    for i, m in enumerate(maps):
-        r, c = divmod(i, cols)
-        k = "" if i == 0 else str(i + 1)
-        layout["xaxis" + k] = {**_BARE, "domain": [c * (w + gap_x), c * (w + gap_x) + w], "anchor": "y" + k}
-        layout["yaxis" + k] = {
-            **_BARE, "domain": [1 - r * (h + gap_y) - h, 1 - r * (h + gap_y)], "anchor": "x" + k,
-            "autorange": "reversed", "scaleanchor": "x" + k,
-        }  # fmt: skip
-        data.append({
-            "type": "heatmap", "z": m, "coloraxis": "coloraxis", "xaxis": "x" + k, "yaxis": "y" + k,
-            "name": labels[i], "hovertemplate": f"{labels[i]}<br>x=%{{x}} y=%{{y}}: %{{z:.3f}}<extra></extra>",
-        })  # fmt: skip
-    return go.Figure(data=data, layout=layout)
-
-
 def _maps_title(maps: np.ndarray, name: str, max_maps: int) -> str:
     title = f"{name} — {maps.shape[0]} maps {maps.shape[1]}x{maps.shape[2]}"
     if maps.shape[0] > max_maps:
@@ -128,26 +88,6 @@ def _filters_title(w: np.ndarray, max_filters: int) -> str:
 def _value_range(shown: np.ndarray) -> tuple[float, float]:
     zmin, zmax = float(shown.min()), float(shown.max())
     return zmin, (zmin + 1e-6 if zmax <= zmin else zmax)
-
-
-def feature_map_grid(
-    maps: np.ndarray, name: str = "", max_maps: int = 32, cols: int = 8, cell_px: int = 70
-) -> go.Figure:
-    """Grid of one layer's [C, H, W] activations, one color scale for all (first `max_maps`)."""
-    maps = np.asarray(maps)
-    shown = maps[:max_maps]
-    zmin, zmax = _value_range(shown)
-    labels = [f"ch {i}" for i in range(len(shown))]
-    return _map_grid(shown, labels, zmin, zmax, "Viridis", cols, _maps_title(maps, name, max_maps), cell_px)
-
-
-def filters_grid(weights: np.ndarray, max_filters: int = 32, cols: int = 8, cell_px: int = 60) -> go.Figure:
-    """First-layer filters [out, in, k, k] (input channel 0), diverging scale symmetric about 0."""
-    w = np.asarray(weights)
-    shown = w[:max_filters, 0]
-    lim = float(np.abs(shown).max()) or 1e-6
-    labels = [f"f {i}" for i in range(len(shown))]
-    return _map_grid(shown, labels, -lim, lim, "RdBu", cols, _filters_title(w, max_filters), cell_px)
 
 
 def saliency_overlay(
@@ -202,9 +142,9 @@ def compare_bars(
     digits = [str(i) for i in range(10)]
     data = [
         {"type": "bar", "x": digits, "y": np.asarray(probs_a, dtype=float), "name": plot_text(name_a),
-         "marker": {"color": "#636EFA"}},
+         "marker": {"color": CLASS_COLORS[0]}},
         {"type": "bar", "x": digits, "y": np.asarray(probs_b, dtype=float), "name": plot_text(name_b),
-         "marker": {"color": "#EF553B"}},
+         "marker": {"color": CLASS_COLORS[1]}},
     ]  # fmt: skip
     return go.Figure(data=data, layout=_layout(
         280, title, barmode="group", legend={"orientation": "h", "y": 1.12},
@@ -250,9 +190,9 @@ def _mosaic(
 def feature_map_mosaic(
     maps: np.ndarray, name: str = "", max_maps: int = 32, cols: int = 8, cell_px: int = 70
 ) -> go.Figure:
-    """Like `feature_map_grid` (same title, one color scale for all shown maps) but drawn as ONE
-    heatmap of tiled maps: ~10x cheaper to build and serialize than 32 subplots, which matters on
-    the Draw page where it is rebuilt after every stroke."""
+    """One layer's [C, H, W] activations (the first `max_maps`) on one color scale, drawn as ONE heatmap
+    of tiled maps: ~10x cheaper to build and serialize than 32 subplots (the grid it replaced), which
+    matters on the Draw page where it is rebuilt after every stroke."""
     maps = np.asarray(maps)
     shown = maps[:max_maps]
     zmin, zmax = _value_range(shown)
@@ -260,8 +200,8 @@ def feature_map_mosaic(
 
 
 def filters_mosaic(weights: np.ndarray, max_filters: int = 32, cols: int = 8, cell_px: int = 60) -> go.Figure:
-    """Like `filters_grid` (same title, diverging scale symmetric about 0) drawn as ONE tiled heatmap:
-    Streamlit re-serializes it on every rerun, ~4x cheaper than 32 subplots' 64 axes."""
+    """First-layer filters [out, in, k, k] (input channel 0), diverging scale symmetric about 0, drawn as ONE
+    tiled heatmap: Streamlit re-serializes it on every rerun, ~4x cheaper than 32 subplots' 64 axes."""
     w = np.asarray(weights)
     shown = w[:max_filters, 0]
     lim = float(np.abs(shown).max()) or 1e-6

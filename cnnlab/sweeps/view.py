@@ -8,10 +8,10 @@ from .. import records as R
 from ..engine import TrainConfig
 from ..models import get_preset, parse_spec_text
 from ..runs import RunStore
+from ..status import ACTIVE
 from .space import SweepDef, _g, make_def
 
 CUSTOM = "custom"
-ACTIVE_TRIAL = ("queued", "running", "paused")
 
 
 def definition_from_form(preset: str, custom: bool, spec_text: str, params_text: str, *, trials: int,
@@ -64,4 +64,4 @@ def curves(store: RunStore, rows: list[dict]) -> list[dict]:
 
 
 def active_trials(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if r["status"] in ACTIVE_TRIAL]
+    return [r for r in rows if r["status"] in ACTIVE]
