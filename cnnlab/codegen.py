@@ -17,7 +17,7 @@ from torch import nn
 
 from . import data as D
 from .errors import LabError
-from .models import validate_spec
+from .models import IN_SHAPE, validate_spec
 
 
 class ExportError(LabError):
