@@ -3,7 +3,7 @@
 `Trainer(..., callbacks=[...])` calls each hook on every callback, in list order, in the training
 thread. The loop owns the steps; a callback never forwards to another one. Records reach every
 callback the same way: the recorder (`recorder.RunRecorder`) writes them to the run store, a job's
-live view (`jobs._Job`) appends them to its in-memory list, the CLI's progress bar draws them, the
+live view (`jobs.job._Job`) appends them to its in-memory list, the CLI's progress bar draws them, the
 sweep's `TuneReporter` sends them to the driver. Put the recorder first: the callbacks after it see a
 record only once it is persisted.
 

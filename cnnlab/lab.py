@@ -171,7 +171,7 @@ class Lab:
         return self._guard(run_id, C.available_checkpoints, self._store, run_id)
 
     def evaluate(self, run_id: str, which: str = "best") -> C.Evaluation:
-        return self._guard(run_id, C.evaluate_run, self._store, run_id, which)
+        return self._guard(run_id, C.evaluate_run, self._store, run_id, which, source=self.models)
 
     def curves(self, infos: list[RunInfo], metric: str, xaxis: str) -> list[C.Curve]:
         return C.curves(self._store, infos, metric, xaxis)

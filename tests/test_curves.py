@@ -1,4 +1,4 @@
-"""Figure builders of the Train page (cnnlab/plots/curves.py) and its form logic (cnnlab/trainform.py)."""
+"""Figure builders of the Train page (cnnlab/plots/curves.py) and its form logic (cnnlab/trainform/)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from cnnlab.data import DataConfig, load_mnist
 from cnnlab.engine import TrainConfig
 from cnnlab.errors import ConfigError, LabError
 from cnnlab.jobs import FINAL, JobManager, threads_per_job
-from cnnlab.records import merge_records
+from cnnlab.runs.records import merge_records
 from cnnlab.runs import RunStore
 
 # a ~3k-parameter net: steps take milliseconds, so tests measure the manager, not the model

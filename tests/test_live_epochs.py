@@ -10,7 +10,7 @@ from cnnlab.callbacks import Callback
 from cnnlab.data import DataConfig
 from cnnlab.engine import Control, TrainConfig, Trainer, schedule_factor, stretched_step
 from cnnlab.errors import ConfigError
-from cnnlab.jobs import FINAL, planned_epochs
+from cnnlab.jobs import FINAL
 from test_jobs import TINY, cfg, events, mgr, steps, store, wait_for  # noqa: F401 - fixtures
 
 
@@ -135,7 +135,7 @@ def test_running_jobs_extend_2_to_3_and_shorten_3_to_2(mgr, store) -> None:
         handle = store.get(rid)
         stored = [e for e in handle.read_events() if e.get("field") == "epochs"]
         assert [(e["old"], e["new"]) for e in stored] == [(old, new)]
-        assert handle.status["epochs_planned"] == new and planned_epochs(handle) == new
+        assert handle.status["epochs_planned"] == new and handle.planned_epochs() == new
         assert handle.config["recipe"]["epochs"] == old  # the launch recipe stays as it was
         info = {i.id: i for i in mgr.list_runs()}[rid]
         assert (info.epochs, info.epochs_planned) == (new, new)
@@ -164,7 +164,7 @@ def test_resume_keeps_a_live_epochs_change(mgr, store) -> None:
     assert mgr.wait(b, timeout=300).status == "stopped"
     assert mgr.get(b).epochs_done == 1
     for rid in (a, b):
-        assert planned_epochs(store.get(rid)) == 3
+        assert store.get(rid).planned_epochs() == 3
         mgr.resume(rid)
         v = mgr.wait(rid, timeout=300)
         assert v.status == "done", v.message
@@ -182,7 +182,7 @@ def test_planned_epochs_falls_back_to_the_recipe(store) -> None:
     from cnnlab.recorder import create_run
 
     h = create_run(store, "tiny", TINY, cfg(epochs=4))
-    assert planned_epochs(h) == 4
+    assert h.planned_epochs() == 4
     h.write_status(epochs_planned=6)
-    assert planned_epochs(h) == 6
-    assert math.isfinite(planned_epochs(h))
+    assert h.planned_epochs() == 6
+    assert math.isfinite(h.planned_epochs())

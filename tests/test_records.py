@@ -1,11 +1,11 @@
-"""The one reader of a run's records (cnnlab.records): incremental tails, merged runs, live jobs."""
+"""The one reader of a run's records (cnnlab.runs.records): incremental tails, merged runs, live jobs."""
 
 from __future__ import annotations
 
 import json
 import threading
 
-from cnnlab import records as R
+from cnnlab.runs import records as R
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.jobs import JobManager
 from cnnlab.runs import RunStore

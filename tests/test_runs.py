@@ -337,12 +337,12 @@ def test_read_jsonl_missing_file(tmp_path: Path) -> None:
 def test_export_does_not_hold_the_run_lock_while_compressing(store: RunStore, monkeypatch) -> None:
     import threading
 
-    import cnnlab.runs as runs_mod
+    import cnnlab.runs.archive as archive
 
     run = store.create({"preset": "p", "spec": [], "recipe": {}}, name="busy")
     run.append_metrics([{"kind": "step", "step": 1, "loss": 1.0}])
     wrote = threading.Event()
-    compress = runs_mod._compress
+    compress = archive.compress
 
     def compress_while_training(files):
         # a training thread appends while the zip is being made: it must not wait for the export
@@ -351,7 +351,7 @@ def test_export_does_not_hold_the_run_lock_while_compressing(store: RunStore, mo
         assert wrote.wait(60), "the training thread's write waited for the export"  # a deadlock guard only
         return compress(files)
 
-    monkeypatch.setattr(runs_mod, "_compress", compress_while_training)
+    monkeypatch.setattr(archive, "compress", compress_while_training)
     data = store.export_zip(run.id)
     assert wrote.is_set()
     with zipfile.ZipFile(io.BytesIO(data)) as zf:  # the snapshot taken before the write: one step

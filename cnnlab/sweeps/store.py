@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import LabError
 from ..fsutil import atomic_write_json
-from ..runs import RunHandle, RunInfo, RunStore, _OWN_START, _now, _read_json, pid_alive, validate_run_id
+from ..runs import OWN_START, RunHandle, RunInfo, RunStore, now_iso, pid_alive, read_json, validate_run_id
 
 DIRNAME = "_sweeps"
 SWEEP_STATUSES = ("running", "done", "stopped", "failed", "interrupted")
@@ -45,13 +45,13 @@ class SweepStore:
         if (path / "sweep.json").exists():
             raise LabError(f"a sweep with id '{sweep_id}' already exists")
         path.mkdir(parents=True, exist_ok=True)
-        rec = {"id": sweep_id, "created": _now(), "definition": definition, "status": "running", "message": "",
-               "pid": os.getpid(), "proc_start": _OWN_START, "best": None, **fields, "updated": _now()}
+        rec = {"id": sweep_id, "created": now_iso(), "definition": definition, "status": "running", "message": "",
+               "pid": os.getpid(), "proc_start": OWN_START, "best": None, **fields, "updated": now_iso()}
         atomic_write_json(path / "sweep.json", rec)
         return rec
 
     def update(self, sweep_id: str, **fields: Any) -> dict:
-        rec = {**self._raw(sweep_id), **fields, "updated": _now()}
+        rec = {**self._raw(sweep_id), **fields, "updated": now_iso()}
         atomic_write_json(self._dir(sweep_id) / "sweep.json", rec)
         return rec
 
@@ -59,7 +59,7 @@ class SweepStore:
         path = self._dir(sweep_id) / "sweep.json"
         if not path.exists():
             raise LabError(f"no sweep '{sweep_id}' in {self.root}")
-        return _read_json(path)
+        return read_json(path)
 
     def get(self, sweep_id: str) -> dict:
         """sweep.json, with a running sweep whose driver is gone reported as interrupted."""
@@ -96,7 +96,7 @@ class SweepStore:
     def stop_requests(self, sweep_id: str) -> dict:
         path = self._dir(sweep_id) / "control.json"
         try:
-            ctl = _read_json(path)
+            ctl = read_json(path)
         except LabError:
             ctl = {}
         return {"all": bool(ctl.get("all")), "runs": [r for r in ctl.get("runs") or [] if isinstance(r, str)]}

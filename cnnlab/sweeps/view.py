@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import records as R
+from ..runs import records as R
 from ..engine import TrainConfig
 from ..models import get_preset, parse_spec_text
 from ..runs import RunStore

@@ -172,12 +172,6 @@ class RunRecords:
         with self._cond:
             return len(self._recs)
 
-    def __len__(self) -> int:
-        with self._cond:
-            if not self._closed:
-                return len(self._recs)
-        return self.since(10**12)[1]
-
     def since(self, k: int) -> tuple[list[dict], int]:
         """Records after index `k` (copies) and the index to ask from next time."""
         with self._cond:
