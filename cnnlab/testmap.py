@@ -18,6 +18,8 @@ with a progress callback.
 
 from __future__ import annotations
 
+from cnnlab.selection import selection_points
+
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -159,14 +161,7 @@ def place(tmap: TestMap, model: nn.Module, x: torch.Tensor | np.ndarray) -> np.n
 
 def point_from_selection(selection: Any) -> int | None:
     """The test index of the clicked map point (its customdata[0]) from a st.plotly_chart selection."""
-    try:
-        points = selection["selection"]["points"]
-    except (KeyError, TypeError):
-        try:
-            points = selection.selection.points
-        except AttributeError:
-            return None
-    for p in points or []:
+    for p in selection_points(selection):
         try:
             cd = p["customdata"]
             if isinstance(cd, dict):  # a row of a 2-D customdata array arrives as {"0": .., "1": ..}

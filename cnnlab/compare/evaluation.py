@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cnnlab.selection import selection_points
+
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -69,14 +71,7 @@ def most_confident_mistakes(ev: Evaluation, k: int = 16) -> np.ndarray:
 
 def cell_from_selection(selection: Any) -> tuple[int, int] | None:
     """(true, pred) of the clicked confusion cell from a st.plotly_chart selection state, else None."""
-    try:
-        points = selection["selection"]["points"]
-    except (KeyError, TypeError):
-        try:
-            points = selection.selection.points
-        except AttributeError:
-            return None
-    for p in points or []:
+    for p in selection_points(selection):
         try:
             x, y = int(round(float(p["x"]))), int(round(float(p["y"])))
         except (KeyError, TypeError, ValueError):
