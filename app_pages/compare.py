@@ -8,9 +8,9 @@ from cnnlab import compare as C
 from cnnlab import fixes
 
 from cnnlab.errors import LabError
-from cnnlab.models import summarize
 from cnnlab.plots import evaluation as P
 from cnnlab.plots import why
+from cnnlab.spec import summarize
 from cnnlab.status import ACTIVE
 from cnnlab.textsafe import md_text
 from cnnlab.ui import get_lab, pick_one, run_table_columns, show_error, test_map_view

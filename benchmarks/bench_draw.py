@@ -40,8 +40,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cnnlab import inference as inf  # noqa: E402
-from cnnlab.models import build_model, get_preset, preset_names  # noqa: E402
+from cnnlab.models import build_model  # noqa: E402
 from cnnlab.plots import probe  # noqa: E402
+from cnnlab.presets import get_preset, preset_names  # noqa: E402
 
 STEPS = ["decode", "preprocess", "forward+maps", "saliency", "figures", "serialize"]
 BUDGET_MS = 100.0  # the requirement: stroke -> updated prediction and maps, server side

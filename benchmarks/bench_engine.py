@@ -103,7 +103,7 @@ def run_engine(subset: int | None, seed: int) -> dict:
     """The lab's Trainer on the seed004 preset for one epoch (train time = the epoch's steps)."""
     from cnnlab import data as D
     from cnnlab.engine import TrainConfig, Trainer
-    from cnnlab.models import get_preset
+    from cnnlab.presets import get_preset
 
     p = get_preset("seed004")
     recipe = dict(p.recipe)

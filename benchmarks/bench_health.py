@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnnlab import data as D  # noqa: E402
 from cnnlab.engine import TrainConfig, Trainer  # noqa: E402
 from cnnlab.health import MAX_EVERY, MIN_EVERY, LayerHealth  # noqa: E402
-from cnnlab.models import get_preset  # noqa: E402
+from cnnlab.presets import get_preset  # noqa: E402
 
 
 class Timed(LayerHealth):

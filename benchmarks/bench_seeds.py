@@ -43,7 +43,8 @@ sys.path.insert(0, str(REPO))
 from cnnlab import data as D, settings  # noqa: E402
 from cnnlab.callbacks import Callback  # noqa: E402
 from cnnlab.engine import Control, TrainConfig, Trainer, make_optimizer  # noqa: E402
-from cnnlab.models import build_model, get_preset  # noqa: E402
+from cnnlab.models import build_model  # noqa: E402
+from cnnlab.presets import get_preset  # noqa: E402
 
 BAR = 1.5  # issue 13: the lab's data path at least 1.5x the seed-style one
 INPUT_LAYERS = ("pixels", "resize")  # preset layers that do what a seed's transforms did

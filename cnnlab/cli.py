@@ -31,7 +31,7 @@ class LabArgumentParser(argparse.ArgumentParser):
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from .models import get_preset, preset_names
+    from .presets import get_preset, preset_names
 
     out = []
     for name in preset_names():
@@ -74,9 +74,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from . import settings
     from .engine import TrainConfig, Trainer
     from .health import LayerHealth
-    from .models import get_preset, summarize
+    from .presets import get_preset
     from .recorder import RunRecorder, create_run
     from .runs import RunStore
+    from .spec import summarize
 
     t0 = time.perf_counter()  # wall_s counts from here (after imports): data loading included
 
@@ -115,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from . import reproduce as R
-    from .models import get_preset, preset_names
+    from .presets import get_preset, preset_names
 
     names = args.presets or preset_names()
     for n in names:

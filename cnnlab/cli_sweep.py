@@ -18,7 +18,7 @@ from .cli_common import _print_json, add_recipe_args, recipe_overrides
 def base_from_args(args: argparse.Namespace) -> tuple[str, list[dict], dict]:
     """(preset, spec, recipe dict) of the sweep's base: the preset with the recipe flags applied."""
     from .engine import TrainConfig
-    from .models import get_preset
+    from .presets import get_preset
 
     p = get_preset(args.preset)
     over, data_over = recipe_overrides(args)

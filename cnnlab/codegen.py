@@ -2,7 +2,7 @@
 
 `generate_code(spec)` writes an `nn.Module` with named layers and a forward method carrying the output
 shape of every line as a comment, importing nothing of cnnlab. It is table-driven: `EMITTERS` maps each
-layer type of `models.py` to a function that writes its `__init__` and `forward` lines; a type without
+layer type of the layer language (`spec.py`) to a function that writes its `__init__` and `forward` lines; a type without
 an emitter fails with an `ExportError` naming the layer (add an emitter here). `rename_state` maps the
 lab's weights to the generated names; `PREDICT_PY` is the exported predict script.
 """
@@ -17,7 +17,7 @@ from torch import nn
 
 from . import data as D
 from .errors import LabError
-from .models import IN_SHAPE, validate_spec
+from .spec import IN_SHAPE, validate_spec
 
 
 class ExportError(LabError):
@@ -143,7 +143,7 @@ def _pad(layer: Layer, names: Names) -> Emitted:
     return Emitted([], [f"x = F.pad(x, {tuple(layer.module.padding)!r})  # (left, right, top, bottom) zeros"])
 
 
-# layer type (models.py) -> emitter. A new layer type needs one line here (and a helper class if any).
+# layer type (spec.py) -> emitter. A new layer type needs one line here (and a helper class if any).
 EMITTERS: dict[str, Callable[[Layer, Names], Emitted]] = {
     "conv": _conv,
     "bn": _bn,

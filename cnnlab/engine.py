@@ -17,8 +17,9 @@ from . import data as D
 from .callbacks import Callback
 from .errors import CheckpointError, ConfigError, LabError
 from .fields import LIVE_FIELDS, OPTIMIZERS, SCHEDULERS, check, live_value
-from .models import build_model, use_generator, validate_spec
+from .models import build_model, use_generator
 from .settings import pick_device
+from .spec import validate_spec
 from .tta import tta_probs
 
 

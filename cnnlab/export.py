@@ -9,7 +9,7 @@
 
 Every format takes the same input as the lab's model: pixels scaled to [0, 1], then
 `(x - mean) / std` (`input_normalization`). The code generator is table-driven: `EMITTERS` maps each
-layer type of `models.py` to a function that writes its `__init__` and `forward` lines; a type without
+layer type of the layer language (`spec.py`) to a function that writes its `__init__` and `forward` lines; a type without
 an emitter fails with an `ExportError` naming the layer (add an emitter there). ONNX and TorchScript
 export the lab's own built module, so they need no emitter. The code generator is `codegen.py`.
 """
@@ -32,7 +32,7 @@ from . import data as D
 from .codegen import (EMITTERS, PREDICT_PY, ExportError, Generated, code_export_problem,  # noqa: F401
                       generate_code, rename_state)
 from .errors import LabError
-from .models import IN_SHAPE
+from .spec import IN_SHAPE
 
 FORMATS = ("code", "onnx", "torchscript")
 WEIGHTS = ("best", "last")

@@ -186,7 +186,7 @@ class LRFinder:
         """Validate and start a range test; its id (ConfigError/SpecError now, other failures as status)."""
         cfg.validate()
         _check(START_LR, END_LR, steps)
-        from .models import validate_spec
+        from .spec import validate_spec
 
         validate_spec(spec)
         job = FinderJob(f"lrf-{next(self._seq)}", label, spec, TrainConfig.from_dict(cfg.to_dict()), steps)
@@ -230,7 +230,7 @@ class LRFinder:
 
 def preset_config(name: str, **overrides: Any) -> tuple[list[dict], TrainConfig]:
     """(spec, validated TrainConfig) of a preset with recipe overrides (None ignored; `data` merged)."""
-    from .models import get_preset
+    from .presets import get_preset
 
     p = get_preset(name)
     recipe = dict(p.recipe)

@@ -8,8 +8,8 @@ from . import __version__
 from .callbacks import Callback
 from .engine import TrainConfig, TrainResult, Trainer
 from .errors import DiskFullError
-from .models import summarize
 from .runs import RunHandle, RunStore
+from .spec import summarize
 
 FLUSH_EVERY_S = 0.5  # a kill loses at most this much of the step curve
 
@@ -35,7 +35,7 @@ def check_run_config(config: dict) -> None:
     Where runs enter from outside (an imported zip), so resume and fork later trust them.
     """
     from .errors import LabError
-    from .models import validate_spec
+    from .spec import validate_spec
 
     spec = config.get("spec")
     if not isinstance(spec, list):

@@ -22,7 +22,8 @@ from . import data as D
 from .callbacks import Callback
 from .engine import TrainConfig, Trainer, evaluate
 from .fsutil import atomic_write_bytes
-from .models import get_preset, summarize
+from .presets import get_preset
+from .spec import summarize
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 RECORD = Path(os.environ.get("CNNLAB_REPRODUCTION_RECORD") or DOCS / "reproduction.json")  # env: tests point elsewhere

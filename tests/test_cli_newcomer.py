@@ -8,7 +8,7 @@ import io
 import json
 
 from cnnlab import cli
-from cnnlab.models import summarize
+from cnnlab.spec import summarize
 from cnnlab.trainform import check_spec_text
 
 

@@ -16,8 +16,8 @@ import torch
 from cnnlab import compare as C
 from cnnlab.engine import Control, TrainConfig, Trainer
 from cnnlab.errors import LabError
-from cnnlab.models import get_preset
 from cnnlab.plots import evaluation as P
+from cnnlab.presets import get_preset
 from cnnlab.recorder import RunRecorder, create_run
 from cnnlab.runs import ImportRefused, RunStore
 from test_runs import _zip  # the zip builder of the store's import tests

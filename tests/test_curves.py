@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from cnnlab import models, trainform as tf
+from cnnlab import trainform as tf
 from cnnlab.errors import ConfigError
 from cnnlab.plots.curves import augmentation_preview, series_figure
 from cnnlab.plots.series import Ema, downsample
+from cnnlab.presets import get_preset, preset_names
 
 
 def _loss_curve(n: int, spike_at: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -135,12 +136,12 @@ def test_augmentation_preview_grid():
 
 # ----------------------------------------------------------------------------- trainform
 
-@pytest.mark.parametrize("name", models.preset_names())
+@pytest.mark.parametrize("name", preset_names())
 def test_every_preset_gives_a_valid_form(name):
     vals = tf.form_defaults(name)
     assert set(vals) == set(tf.FORM_FIELDS)
     cfg = tf.build_config(vals)
-    assert cfg.to_dict()["lr"] == models.get_preset(name).recipe["lr"]
+    assert cfg.to_dict()["lr"] == get_preset(name).recipe["lr"]
     assert tf.preset_caption(name).count("Reported") == 1
 
 
@@ -167,7 +168,7 @@ def test_invalid_form_value_names_its_field(field, value):
 
 def test_spec_text_checked_inline():
     good = tf.check_spec_text(tf.preset_spec_text("seed004"))
-    assert good.error is None and good.total_params == models.get_preset("seed004").params()
+    assert good.error is None and good.total_params == get_preset("seed004").params()
     assert good.table[-1]["output"] == "10"
     bad = tf.check_spec_text("conv out=8 k=3\nmaxpool k=2\nmaxpool k=2\nmaxpool k=2\nmaxpool k=2\nconv out=8 k=5\n"
                              "flatten\nlinear out=10")

@@ -10,7 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from cnnlab import settings
 from cnnlab.engine import TrainConfig
-from cnnlab.models import build_model, get_preset
+from cnnlab.models import build_model
+from cnnlab.presets import get_preset
 from cnnlab.recorder import run_config
 from cnnlab.runs import RunStore
 

@@ -11,7 +11,7 @@ from cnnlab import engine as E
 from cnnlab.callbacks import Callback
 
 from cnnlab.errors import ConfigError
-from cnnlab.models import get_preset
+from cnnlab.presets import get_preset
 
 SMALL = get_preset("seed002").spec
 

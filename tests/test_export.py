@@ -18,11 +18,13 @@ import torch
 from cnnlab import cli
 from cnnlab import data as D
 from cnnlab import export as E
-from cnnlab import models as M
 from cnnlab.engine import TrainConfig, Trainer
+from cnnlab.models import build_model
 from cnnlab.modelsource import build_eval_model
+from cnnlab.presets import get_preset, preset_names
 from cnnlab.recorder import RunRecorder, create_run
 from cnnlab.runs import RunStore
+from cnnlab.spec import LAYER_TYPES
 
 # every layer type the code generator knows, in one small net
 ALL_TYPES = [
@@ -53,7 +55,7 @@ N_IMAGES = 10
 def trained(tmp_path_factory, mnist):
     """(store, run id): the `fast` preset trained for one epoch on 4,000 images, saved like any run."""
     store = RunStore(tmp_path_factory.mktemp("export") / "runs")
-    p = M.get_preset("fast")
+    p = get_preset("fast")
     cfg = TrainConfig.from_dict({**p.recipe, "device": "cpu", "data": {"subset": 4000, "val_size": 1000}})
     run = create_run(store, "fast", p.spec, cfg, name="fast on 4k")
     result = Trainer(p.spec, cfg, mnist, callbacks=[RunRecorder(run)]).run()
@@ -83,9 +85,9 @@ def _pngs(folder: Path, images: torch.Tensor) -> list[str]:
 
 
 def test_every_layer_type_has_a_code_emitter() -> None:
-    missing = set(M.LAYER_TYPES) - set(E.EMITTERS)
+    missing = set(LAYER_TYPES) - set(E.EMITTERS)
     assert not missing, f"add emitters for {sorted(missing)} to cnnlab/codegen.py EMITTERS"
-    assert {L["type"] for L in ALL_TYPES + SEED_LAYERS} == set(M.LAYER_TYPES)  # the two specs cover them all
+    assert {L["type"] for L in ALL_TYPES + SEED_LAYERS} == set(LAYER_TYPES)  # the two specs cover them all
 
 
 def test_code_export_runs_without_cnnlab_and_predicts_like_the_lab(trained, mnist, tmp_path) -> None:
@@ -159,10 +161,10 @@ def test_generated_code_reads_like_the_spec() -> None:
     assert source.count("nn.Conv2d(8, 8, 3") == 1  # a tied layer is one module, called twice
 
 
-@pytest.mark.parametrize("preset", [*M.preset_names(), "all_types", "seed_layers"])
+@pytest.mark.parametrize("preset", [*preset_names(), "all_types", "seed_layers"])
 def test_generated_code_of_every_preset_computes_what_the_lab_model_does(preset, tmp_path) -> None:
-    spec = {"all_types": ALL_TYPES, "seed_layers": SEED_LAYERS}.get(preset) or M.get_preset(preset).spec
-    lab = M.build_model(spec, seed=3).eval()
+    spec = {"all_types": ALL_TYPES, "seed_layers": SEED_LAYERS}.get(preset) or get_preset(preset).spec
+    lab = build_model(spec, seed=3).eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():  # BatchNorm statistics away from their defaults, so a mix-up would show
         for name, buf in lab.named_buffers():
@@ -183,12 +185,12 @@ def test_generated_code_of_every_preset_computes_what_the_lab_model_does(preset,
 
 def test_a_layer_type_without_an_emitter_is_named(monkeypatch) -> None:
     monkeypatch.delitem(E.EMITTERS, "bn")
-    spec = M.get_preset("fast").spec
+    spec = get_preset("fast").spec
     with pytest.raises(E.ExportError) as exc:
         E.generate_code(spec)
     assert "layer 2 (bn)" in str(exc.value) and "EMITTERS" in str(exc.value)
     assert "bn" in E.code_export_problem(spec)
-    assert E.code_export_problem(M.get_preset("seed004").spec) is None
+    assert E.code_export_problem(get_preset("seed004").spec) is None
 
 
 def test_zip_cli_and_errors(trained, tmp_path, monkeypatch, capsys) -> None:

@@ -15,8 +15,9 @@ from cnnlab import inference as inf
 from cnnlab.data import DataConfig
 from cnnlab.engine import TrainConfig, Trainer
 from cnnlab.errors import CheckpointError, LabError
-from cnnlab.models import build_model, get_preset
+from cnnlab.models import build_model
 from cnnlab.modelsource import ModelRef, ModelSource
+from cnnlab.presets import get_preset
 from cnnlab.recorder import RunRecorder, create_run, run_config
 from cnnlab.runs import RunStore
 

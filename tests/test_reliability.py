@@ -18,12 +18,14 @@ import pytest
 import torch
 
 from cnnlab import data as D
-from cnnlab import models as M
 from cnnlab import trainform as tf
 from cnnlab.data import DataConfig
 from cnnlab.errors import CheckpointError, ConfigError, DataMissingError, LabError, SpecError
 from cnnlab.jobs import JobManager
+from cnnlab.models import build_model
+from cnnlab.presets import get_preset
 from cnnlab.runs import RunStore
+from cnnlab.spec import MAX_ACT_BYTES, MAX_PARAMS, validate_spec
 
 from test_jobs import TINY, cfg  # the tiny net and recipe the job tests use
 
@@ -193,15 +195,15 @@ def test_bad_submissions_are_refused_without_touching_a_running_job(mgr, store):
 def test_oversized_architectures_are_refused_before_any_memory_is_used():
     huge = [{"type": "conv", "out": 4096, "pad": 1}, {"type": "conv", "out": 4096, "pad": 1},
             {"type": "flatten"}, {"type": "linear", "out": 10}]
-    with pytest.raises(SpecError, match=f"{M.MAX_PARAMS:,}"):
-        M.validate_spec(huge)  # 151M parameters: refused from the shapes alone
-    with pytest.raises(SpecError, match=f"{M.MAX_PARAMS:,}"):
-        M.build_model(huge)  # which build_model checks before it allocates anything
+    with pytest.raises(SpecError, match=f"{MAX_PARAMS:,}"):
+        validate_spec(huge)  # 151M parameters: refused from the shapes alone
+    with pytest.raises(SpecError, match=f"{MAX_PARAMS:,}"):
+        build_model(huge)  # which build_model checks before it allocates anything
     wide = [{"type": "resize", "size": 256}, {"type": "conv", "out": 256, "k": 1}, {"type": "gap"}, {"type": "flatten"},
             {"type": "linear", "out": 10}]  # 4 GiB of activations for a batch of 64
-    with pytest.raises(SpecError, match=f"{M.MAX_ACT_BYTES // 2**20} MiB"):
-        M.build_model(wide)
-    assert f"{M.MAX_PARAMS:,}" in tf.limits_caption() and f"{M.MAX_ACT_BYTES // 2**20} MiB" in tf.limits_caption()
+    with pytest.raises(SpecError, match=f"{MAX_ACT_BYTES // 2**20} MiB"):
+        build_model(wide)
+    assert f"{MAX_PARAMS:,}" in tf.limits_caption() and f"{MAX_ACT_BYTES // 2**20} MiB" in tf.limits_caption()
 
 
 @pytest.mark.parametrize("text,needle", [
@@ -267,7 +269,7 @@ class Boom:
 def test_damaged_checkpoints_fail_their_resume_clearly_and_others_resume(mgr, store, stopped_run, tmp_path):
     state = torch.load(store.root / stopped_run / "last.pt", weights_only=True)
     foreign = _copy(store, stopped_run, "foreign-arch")
-    torch.save({**state, "model": M.build_model(M.get_preset("seed002").spec).state_dict()}, foreign / "last.pt")
+    torch.save({**state, "model": build_model(get_preset("seed002").spec).state_dict()}, foreign / "last.pt")
     pickled = _copy(store, stopped_run, "pickled-code")
     Boom.marker = tmp_path / "pwned"
     torch.save({**state, "model": {"w": Boom()}}, pickled / "last.pt")

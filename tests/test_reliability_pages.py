@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnnlab import data as D
-from cnnlab import models as M
+from cnnlab.spec import MAX_ACT_BYTES, MAX_PARAMS
 
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "train.py")
@@ -97,8 +97,8 @@ def test_every_hyperparameter_at_and_beyond_its_bounds(manager, field, sched, ba
     ("conv out=8 k=29\nflatten\nlinear out=10", "'k'"),
     ("conv out=8 k=5\nmaxpool k=2\nmaxpool k=2\nmaxpool k=2\nconv out=8 k=5\nflatten\nlinear out=10", "does not fit"),
     ("conv out=8\nflatten\nlinear out=7", "exactly 10"),
-    ("conv out=4096 pad=1\nconv out=4096 pad=1\nflatten\nlinear out=10", f"{M.MAX_PARAMS:,}"),
-    ("resize size=256\nconv out=256 k=1\ngap\nflatten\nlinear out=10", f"{M.MAX_ACT_BYTES // 2**20} MiB"),
+    ("conv out=4096 pad=1\nconv out=4096 pad=1\nflatten\nlinear out=10", f"{MAX_PARAMS:,}"),
+    ("resize size=256\nconv out=256 k=1\ngap\nflatten\nlinear out=10", f"{MAX_ACT_BYTES // 2**20} MiB"),
     ("[{'type': 'conv'}]", "not valid JSON"),
     ("[" * 50_000, "nested too deeply"),  # RecursionError in the JSON parser
     ('{"type": "conv", "out": 8}', "list of layer objects"),  # one object, not a list
@@ -108,7 +108,7 @@ def test_custom_architecture_that_does_not_fit_is_explained_and_not_launched(man
     at = _app()
     at.toggle(key=K + "custom").set_value(True).run()
     caps = " ".join(c.value for c in at.caption)
-    assert f"{M.MAX_PARAMS:,} parameters" in caps and f"{M.MAX_ACT_BYTES // 2**20} MiB" in caps  # limits stated
+    assert f"{MAX_PARAMS:,} parameters" in caps and f"{MAX_ACT_BYTES // 2**20} MiB" in caps  # limits stated
     at.text_area(key=K + "spec_text").input(text).run()  # refused from shapes, never built
     assert not at.exception, at.exception
     errs = _errors(at)

@@ -68,7 +68,7 @@ def test_reproduce_cli_smoke_trains_for_real_and_writes_no_record(tmp_path):
 
 def test_entry_from_runs_reads_stored_runs_back(mnist):
     from cnnlab.engine import Trainer
-    from cnnlab.models import get_preset
+    from cnnlab.presets import get_preset
     from cnnlab.recorder import RunRecorder, create_run
     from cnnlab.runs import RunStore
 

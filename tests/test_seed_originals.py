@@ -6,8 +6,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cnnlab import models as M
 from cnnlab.data import MEAN, STD
+from cnnlab.models import build_model
+from cnnlab.presets import get_preset
 
 
 class Seed001Net(nn.Module):  # abhilashreddyy/LearnDeepLearning S6-Assignment-Solution/Part-2
@@ -122,7 +123,7 @@ def _randomize_bn_stats(model: nn.Module) -> None:
     ("seed003", Seed003Net, None),
 ])
 def test_preset_computes_what_the_original_class_computes(name, orig_cls, pixel_max, mnist):
-    lab = M.build_model(M.get_preset(name).spec, seed=3).eval()
+    lab = build_model(get_preset(name).spec, seed=3).eval()
     _randomize_bn_stats(lab)
     orig = orig_cls().eval()
     _copy_in_order(lab, orig)
@@ -134,7 +135,7 @@ def test_preset_computes_what_the_original_class_computes(name, orig_cls, pixel_
 
 
 def test_seed000_computes_what_the_original_class_computes(mnist):
-    lab = M.build_model(M.get_preset("seed000").spec, seed=3).eval()
+    lab = build_model(get_preset("seed000").spec, seed=3).eval()
     _randomize_bn_stats(lab)
     orig = Seed000Net().eval()
     _copy_in_order(lab, orig)  # shared conv1_incp, conv3 and bn2 appear once in both state dicts

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnnlab.compare import filter_rows, table_rows
 from cnnlab.engine import TrainConfig, Trainer
-from cnnlab.models import get_preset
+from cnnlab.presets import get_preset
 from cnnlab.recorder import RunRecorder, run_config
 from cnnlab.runs import RunStore
 from cnnlab.sweeps.space import make_def

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from cnnlab.errors import ConfigError
-from cnnlab.models import get_preset, summarize
+from cnnlab.presets import get_preset
+from cnnlab.spec import summarize
 from cnnlab.sweeps.space import Param, SweepDef, apply_sample, make_def, parse_param, scale_width
 from tests.conftest import ROOT
 

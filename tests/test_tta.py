@@ -8,7 +8,8 @@ from cnnlab import data as D
 from cnnlab import engine as E
 from cnnlab import tta
 from cnnlab.errors import ConfigError
-from cnnlab.models import build_model, get_preset
+from cnnlab.models import build_model
+from cnnlab.presets import get_preset
 
 SPEC = get_preset("fast").spec
 

@@ -15,9 +15,9 @@ from .. import settings
 from ..engine import TrainConfig, Trainer
 from ..errors import CheckpointError, ConfigError, LabError
 from ..health import LayerHealth
-from ..models import validate_spec
 from ..recorder import RunRecorder, create_run
 from ..runs import ACTIVE, RunHandle, RunInfo, RunStore, effective_status
+from ..spec import validate_spec
 from .job import FINAL, MAX_CONCURRENT, PHASES, JobView, _Job, threads_per_job
 
 

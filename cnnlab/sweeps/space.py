@@ -15,7 +15,7 @@ from typing import Any
 
 from ..engine import TrainConfig
 from ..errors import ConfigError, SpecError
-from ..models import validate_spec
+from ..spec import validate_spec
 
 KINDS = ("loguniform", "uniform", "int", "choice")
 SEARCHES = ("random", "grid", "tpe")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..runs import records as R
 from ..engine import TrainConfig
-from ..models import get_preset, parse_spec_text
+from ..presets import get_preset
+from ..runs import records as R
 from ..runs import RunStore
+from ..spec import parse_spec_text
 from ..status import ACTIVE
 from .space import SweepDef, _g, make_def
 

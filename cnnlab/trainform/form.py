@@ -7,10 +7,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .. import models
 from ..data import DataConfig
 from ..engine import TrainConfig
 from ..errors import ConfigError, SpecError
+from ..presets import get_preset, preset_names
+from ..spec import MAX_ACT_BYTES, MAX_PARAMS, parse_spec_text, spec_to_text, summarize
 from ..status import ACTIVE  # noqa: F401 (the package re-exports it)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -26,7 +27,7 @@ FORM_FIELDS = CFG_FIELDS + DATA_FIELDS
 
 def preset_choices() -> list[str]:
     """Every registered preset, in registry order."""
-    return models.preset_names()
+    return preset_names()
 
 
 def preset_caption(name: str) -> str:
@@ -34,7 +35,7 @@ def preset_caption(name: str) -> str:
     lab reproduced (docs/reproduction.json)."""
     from ..reproduce import load_record, reproduced_line
 
-    p = models.get_preset(name)
+    p = get_preset(name)
     text = (f"**{p.title}** · {p.params():,} parameters\n\n{p.description}\n\n"
             f"*Reported:* {p.reported}")
     line = reproduced_line(load_record().get(name))
@@ -46,7 +47,7 @@ def form_defaults(preset: str) -> dict[str, Any]:
 
     `subset` is 0 for "all training images" (a number input cannot hold None).
     """
-    p = models.get_preset(preset)
+    p = get_preset(preset)
     cfg = TrainConfig.from_dict(p.recipe)
     vals: dict[str, Any] = {f: getattr(cfg, f) for f in CFG_FIELDS}
     vals.update(subset=cfg.data.subset or 0, val_size=cfg.data.val_size, augment=cfg.data.augment,
@@ -141,8 +142,8 @@ def check_spec_text(text: str) -> SpecResult:
     """
     lines = layer_lines(text)
     try:
-        spec = models.parse_spec_text(text)
-        summary = models.summarize(spec)
+        spec = parse_spec_text(text)
+        summary = summarize(spec)
     except SpecError as exc:
         return SpecResult(None, [], None, _by_line(str(exc), lines))
     rows = [{"line" if lines else "#": lines[r["#"]] if lines else r["#"] + 1, **{k: v for k, v in r.items()
@@ -157,19 +158,19 @@ def layer_table(rows: list[dict]) -> list[dict]:
 
 def preset_spec(preset: str) -> tuple[list[dict], list[dict], int]:
     """A preset's spec, its summary table and parameter count."""
-    p = models.get_preset(preset)
-    s = models.summarize(p.spec)
+    p = get_preset(preset)
+    s = summarize(p.spec)
     return p.spec, layer_table(s.table()), s.total_params
 
 
 def preset_spec_text(preset: str) -> str:
-    return models.spec_to_text(models.get_preset(preset).spec)
+    return spec_to_text(get_preset(preset).spec)
 
 
 def spec_for_launch(preset: str, custom: bool, text: str) -> tuple[str, list[dict]]:
     """(preset label, spec) to submit: the preset's spec, or the parsed custom text (SpecError if it fails)."""
     if not custom:
-        return preset, models.get_preset(preset).spec
+        return preset, get_preset(preset).spec
     res = check_spec_text(text)
     if res.error:
         raise SpecError(res.error)
@@ -213,7 +214,7 @@ def augmented_examples(mnist: Any, strength: float, n: int = 8, seed: int = 0, k
 
 def limits_caption() -> str:
     """The size limits of a custom architecture, stated next to the editor."""
-    return (f"Limits: at most {models.MAX_PARAMS:,} parameters and {models.MAX_ACT_BYTES // 2**20} MiB of "
+    return (f"Limits: at most {MAX_PARAMS:,} parameters and {MAX_ACT_BYTES // 2**20} MiB of "
             "activations for a batch of 64 images; bigger nets are refused before they are built.")
 
 

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from cnnlab.engine import TrainConfig
-from cnnlab.models import build_model, get_preset
+from cnnlab.models import build_model
+from cnnlab.presets import get_preset
 from cnnlab.recorder import run_config
 from cnnlab.runs import RunStore
 
