@@ -8,11 +8,12 @@ import time
 import numpy as np
 import streamlit as st
 
-from cnnlab import inference as inf
 from cnnlab.data import load_mnist
 from cnnlab.errors import LabError
+from cnnlab.inference import attribution, probes, robustness
 from cnnlab.modelsource import NO_RUNS_HINT, LoadedModel, ModelRef, ModelSource, RunChoice, default_choice
 from cnnlab.plots import probe, why
+from cnnlab.settings import limit_threads
 from cnnlab.textsafe import md_text
 from cnnlab.ui import get_lab, pick_one
 
@@ -73,7 +74,7 @@ def _clear_canvas() -> None:
     st.session_state[K + "canvas_n"] = st.session_state.get(K + "canvas_n", 0) + 1
 
 
-def _canvas_input(loaded: LoadedModel) -> inf.Analysis:
+def _canvas_input(loaded: LoadedModel) -> probes.Analysis:
     from streamlit_drawable_canvas import st_canvas
 
     st.session_state.setdefault(K + "canvas_n", 0)
@@ -89,11 +90,11 @@ def _canvas_input(loaded: LoadedModel) -> inf.Analysis:
               help="Start over (the canvas's own toolbar has undo and reset too)")
     data = result.image_data
     if data is None:
-        return inf.analyze(loaded.model, np.zeros((280, 280), np.float32))
-    return inf.analyze(loaded.model, data)
+        return probes.analyze(loaded.model, np.zeros((280, 280), np.float32))
+    return probes.analyze(loaded.model, data)
 
 
-def _test_input(src: ModelSource, loaded: LoadedModel) -> inf.Analysis | None:
+def _test_input(src: ModelSource, loaded: LoadedModel) -> probes.Analysis | None:
     try:
         mnist = load_mnist()
     except LabError as exc:
@@ -109,10 +110,10 @@ def _test_input(src: ModelSource, loaded: LoadedModel) -> inf.Analysis | None:
     if st.session_state.pop(K + "no_wrong", False):
         st.success("This model gets every test image right.")
     st.caption(f"Test image #{int(idx)} — true label **{int(mnist.test_y[int(idx)])}**")
-    return inf.analyze_image(loaded.model, inf.test_image(mnist.test_x, int(idx)))
+    return probes.analyze_image(loaded.model, robustness.test_image(mnist.test_x, int(idx)))
 
 
-def _layer_maps(a: inf.Analysis, key: str) -> None:
+def _layer_maps(a: probes.Analysis, key: str) -> None:
     """Layer selector + the selected conv layer's feature maps."""
     if not a.layers:
         st.info("This model has no convolution layer.")
@@ -126,7 +127,7 @@ def _layer_maps(a: inf.Analysis, key: str) -> None:
         st.caption(f"Showing {MAX_MAPS} of {lm.maps.shape[0]} maps (the first {MAX_MAPS} channels).")
 
 
-def _inside(loaded: LoadedModel, a: inf.Analysis) -> None:
+def _inside(loaded: LoadedModel, a: probes.Analysis) -> None:
     st.markdown("**Feature maps** of each conv layer for this input (one color scale per layer)")
     _layer_maps(a, K + "layer")
     c1, c2 = st.columns(2)
@@ -135,7 +136,7 @@ def _inside(loaded: LoadedModel, a: inf.Analysis) -> None:
             # The weights are fixed: build it once per model (one tiled heatmap, as Streamlit
             # re-serializes it on every rerun).
             if "filters_fig" not in loaded.memo:
-                loaded.memo["filters_fig"] = probe.filters_mosaic(inf.first_layer_filters(loaded.model))
+                loaded.memo["filters_fig"] = probe.filters_mosaic(probes.first_layer_filters(loaded.model))
             st.plotly_chart(loaded.memo["filters_fig"], key=K + "filters")
         except LabError as exc:
             st.info(md_text(exc))
@@ -145,20 +146,20 @@ def _inside(loaded: LoadedModel, a: inf.Analysis) -> None:
         t = a.prediction.top if target == "predicted" else int(target)
         try:
             fn = SALIENCY[method]
-            attr = (inf.gradcam(loaded.model, a.pre.tensor, t) if fn == "gradcam"
-                    else inf.saliency(loaded.model, a.pre.tensor, t, method=fn))
+            attr = (attribution.gradcam(loaded.model, a.pre.tensor, t) if fn == "gradcam"
+                    else attribution.saliency(loaded.model, a.pre.tensor, t, method=fn))
             st.plotly_chart(probe.saliency_overlay(a.pre.image, attr, title=f"{method} for class {t}"),
                             key=K + "saliency")
         except LabError as exc:
             st.info(md_text(exc))
 
 
-def _compare(src: ModelSource, runs: list[RunChoice], loaded: LoadedModel, a: inf.Analysis) -> None:
+def _compare(src: ModelSource, runs: list[RunChoice], loaded: LoadedModel, a: probes.Analysis) -> None:
     default = next((c for c in runs if c.run_id != loaded.ref.run_id), runs[0])
     other = _load(src, _pick(runs, "Second model", K + "model_b", default))
     if other is None:
         return
-    b = inf.analyze_image(other.model, a.pre.image)
+    b = probes.analyze_image(other.model, a.pre.image)
     st.plotly_chart(probe.compare_bars(a.prediction.probs, b.prediction.probs, "A: " + loaded.ref.label,
                                        "B: " + other.ref.label), key=K + "cmp_bars")
     for col, tag, an in zip(st.columns(2), ("A", "B"), (a, b)):
@@ -167,28 +168,28 @@ def _compare(src: ModelSource, runs: list[RunChoice], loaded: LoadedModel, a: in
             _layer_maps(an, f"{K}cmp_layer_{tag}")
 
 
-def _robustness(loaded: LoadedModel, a: inf.Analysis) -> None:
+def _robustness(loaded: LoadedModel, a: probes.Analysis) -> None:
     c = st.columns(4)
     rot = c[0].slider("Rotate (°, counter-clockwise)", -60, 60, 0, 5, key=K + "rot")
     dx = c[1].slider("Shift right (px)", -8, 8, 0, key=K + "dx")
     dy = c[2].slider("Shift down (px)", -8, 8, 0, key=K + "dy")
     thick = c[3].slider("Thicken (+) / thin (−)", -2.0, 2.0, 0.0, 0.25, key=K + "thick")
     fixed = {"rotate_deg": rot, "shift_x": dx, "shift_y": dy, "thickness": thick}
-    img = inf.perturb(a.pre.image, **fixed)
-    p = inf.predict(loaded.model, img)
+    img = robustness.perturb(a.pre.image, **fixed)
+    p = probes.predict(loaded.model, img)
     c1, c2 = st.columns([1, 2])
     c1.plotly_chart(probe.image_heatmap(img, "perturbed input"), key=K + "pert_img")
     c2.plotly_chart(probe.prob_bars(p.probs, p.top, f"now: {p.top} ({p.confidence:.0%}), "
                                     f"was {a.prediction.top} ({a.prediction.confidence:.0%})"),
                     key=K + "pert_bars")
-    param = st.radio("Sweep", list(inf.SWEEP_DEFAULTS), horizontal=True, key=K + "sweep",
+    param = st.radio("Sweep", list(robustness.SWEEP_DEFAULTS), horizontal=True, key=K + "sweep",
                      format_func=lambda p: SWEEP_LABELS.get(p, p),
                      help="Vary one transformation, keeping the others at the slider values")
-    sw = inf.sweep(loaded.model, a.pre.image, param, **{k: v for k, v in fixed.items() if k != param})
+    sw = robustness.sweep(loaded.model, a.pre.image, param, **{k: v for k, v in fixed.items() if k != param})
     st.plotly_chart(probe.sweep_chart(sw.values, sw.probs, param), key=K + "sweep_fig")
 
 
-def _across_epochs(src: ModelSource, loaded: LoadedModel, a: inf.Analysis) -> None:
+def _across_epochs(src: ModelSource, loaded: LoadedModel, a: probes.Analysis) -> None:
     """This input under the weights saved after every epoch of the model's run (cnnlab.epochs)."""
     run_id = loaded.ref.run_id
     eps = get_lab().saved_epochs(run_id)
@@ -207,7 +208,7 @@ def _across_epochs(src: ModelSource, loaded: LoadedModel, a: inf.Analysis) -> No
     st.plotly_chart(why.epoch_heatmap(ep.epochs, ep.probs), key=K + "epochs_fig")
 
 
-def _test_set_map(loaded: LoadedModel, a: inf.Analysis) -> None:
+def _test_set_map(loaded: LoadedModel, a: probes.Analysis) -> None:
     """The test set as a map from this model's penultimate features, the input as a star (cnnlab.testmap)."""
     from cnnlab.ui import test_map_view
 
@@ -239,7 +240,7 @@ def workbench() -> None:
         return
     if ref.which == "live":
         top[1].caption(f"weights copied {loaded.age_s:.0f} s ago")
-    with inf.limit_threads(1):  # one image: more threads only contend with training jobs
+    with limit_threads(1):  # one image: more threads only contend with training jobs
         body(src, runs, loaded)
 
 

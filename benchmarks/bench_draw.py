@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnnlab import inference as inf  # noqa: E402
+from cnnlab.inference import attribution, preprocessing, probes  # noqa: E402
 from cnnlab.models import build_model  # noqa: E402
 from cnnlab.plots import probe  # noqa: E402
 from cnnlab.presets import get_preset, preset_names  # noqa: E402
@@ -117,7 +117,7 @@ def load_probe(path: str) -> ModuleType:
 def filters_figure(builders: ModuleType, model: torch.nn.Module):
     """The page's first-layer filters figure, built once per model (the grid before the mosaic)."""
     build = getattr(builders, "filters_mosaic", None) or builders.filters_grid
-    return build(inf.first_layer_filters(model))
+    return build(probes.first_layer_filters(model))
 
 
 def one_stroke(model, url: str, method: str, builders: ModuleType, filters_fig, serialize) -> dict[str, float]:
@@ -125,15 +125,15 @@ def one_stroke(model, url: str, method: str, builders: ModuleType, filters_fig, 
     t = [time.perf_counter()]
     canvas = decode(url)
     t.append(time.perf_counter())
-    pre = inf.preprocess(canvas)
+    pre = preprocessing.preprocess(canvas)
     t.append(time.perf_counter())
-    out, layers = inf._forward_with_maps(model, inf.as_input(model, pre.tensor))
-    pred = inf._prediction(inf._probs(out)[0])
+    out, layers = probes._forward_with_maps(model, probes.as_input(model, pre.tensor))
+    pred = probes._prediction(probes.softmax_probs(out)[0])
     t.append(time.perf_counter())
     if method == "gradcam":
-        attr = inf.gradcam(model, pre.tensor, pred.top)
+        attr = attribution.gradcam(model, pre.tensor, pred.top)
     else:
-        attr = inf.saliency(model, pre.tensor, pred.top, method=method)
+        attr = attribution.saliency(model, pre.tensor, pred.top, method=method)
     t.append(time.perf_counter())
     figs = [
         builders.image_heatmap(pre.image, "what the model sees (28×28)"),
@@ -208,15 +208,15 @@ def bench_epochs(preset: str, n_epochs: int, url: str, repeats: int, serialize) 
 
         def stroke() -> float:
             t0 = time.perf_counter()
-            pre = inf.preprocess(decode(url))
+            pre = preprocessing.preprocess(decode(url))
             ep = EP.epoch_probs(store, run.id, pre.tensor)
             serialize(why.epoch_heatmap(ep.epochs, ep.probs))
             return (time.perf_counter() - t0) * 1e3
 
         def one_model() -> float:  # the page's plain prediction: one model, its probability bars
             t0 = time.perf_counter()
-            pre = inf.preprocess(decode(url))
-            pred = inf.predict(EP.epoch_model(store, run.id, n_epochs), pre.tensor)
+            pre = preprocessing.preprocess(decode(url))
+            pred = probes.predict(EP.epoch_model(store, run.id, n_epochs), pre.tensor)
             serialize(probe.prob_bars(pred.probs, pred.top, "class probabilities"))
             return (time.perf_counter() - t0) * 1e3
 

@@ -95,7 +95,7 @@ def saved_epochs(store: RunStore, run_id: str) -> list[int]:
 def epoch_probs(store: RunStore, run_id: str, x: torch.Tensor | np.ndarray) -> EpochProbs:
     """Class probabilities of one preprocessed image (a normalized [1,1,28,28] tensor or a 28x28
     image in [0, 1]) under every saved epoch of `run_id`."""
-    from .inference import predict_probs
+    from .inference.probes import predict_probs
 
     handle = store.get(run_id)
     epochs = handle.epoch_checkpoints()

@@ -269,7 +269,7 @@ class ModelSource:
     def misclassified(self, loaded: LoadedModel, x_u8: torch.Tensor, y: torch.Tensor,
                       limit: int = 200) -> np.ndarray:
         """Test images this model gets wrong (at most `limit`), computed once per loaded model."""
-        from cnnlab.inference import find_misclassified
+        from cnnlab.inference.robustness import find_misclassified
 
         key = f"misclassified:{limit}:{len(x_u8)}"
         if key not in loaded.memo:

@@ -79,7 +79,7 @@ def classifier_layer(model: nn.Module) -> tuple[str, nn.Module]:
 
 def features(model: nn.Module, x: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(penultimate features [B, F], class probabilities [B, 10]) of a batch of model inputs."""
-    from .inference import _probs, as_input, eval_mode
+    from .inference.probes import as_input, eval_mode, softmax_probs
 
     _, layer = classifier_layer(model)
     got: list[torch.Tensor] = []
@@ -87,7 +87,7 @@ def features(model: nn.Module, x: torch.Tensor | np.ndarray) -> tuple[np.ndarray
     try:
         t = as_input(model, x)
         with eval_mode(model), torch.inference_mode():
-            probs = _probs(model(t))
+            probs = softmax_probs(model(t))
     finally:
         handle.remove()
     return got[0].cpu().numpy(), probs

@@ -99,11 +99,11 @@ def test_select_a_run_and_a_test_image_shows_a_prediction(mnist):
     assert metric.label == "Prediction" and metric.value in [str(d) for d in range(10)]
     assert "confident" in metric.delta
     # the page's own model matches a direct forward pass on that image
-    from cnnlab import inference as inf
+    from cnnlab.inference import probes, robustness
     from cnnlab.modelsource import ModelRef, ModelSource
 
-    direct = inf.predict(ModelSource(RunStore()).load(ModelRef(other, "last")).model,
-                         inf.test_image(mnist.test_x, 3))
+    direct = probes.predict(ModelSource(RunStore()).load(ModelRef(other, "last")).model,
+                            robustness.test_image(mnist.test_x, 3))
     assert metric.value == str(direct.top)
     assert rid != other
 

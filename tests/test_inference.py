@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab import inference as inf
+from cnnlab.data import MEAN, STD
 from cnnlab.errors import LabError
+from cnnlab.inference import attribution, preprocessing, probes, robustness
 from cnnlab.plots import probe
 
 CANVAS = 280
@@ -109,17 +110,17 @@ def bbox_side(img: np.ndarray, thr: float = 0.05) -> tuple[int, int]:
 
 
 def test_off_center_digit_is_cropped_scaled_and_centered():
-    pre = inf.preprocess(ellipse_canvas())
+    pre = preprocessing.preprocess(ellipse_canvas())
     assert not pre.empty and not pre.saturated
     assert pre.image.shape == (28, 28) and pre.image.dtype == np.float32
     assert 0.0 <= pre.image.min() and pre.image.max() <= 1.0
     h, w = bbox_side(pre.image)
     assert h == 20  # the tall side fills the 20 px box
     assert 8 <= w <= 12  # aspect ratio kept (28/60 * 20 ~ 9.3, plus stroke)
-    cy, cx = inf._center_of_mass(pre.image)
+    cy, cx = preprocessing._center_of_mass(pre.image)
     assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
     assert pre.tensor.shape == (1, 1, 28, 28)
-    expected = (torch.from_numpy(pre.image) - inf.MNIST_MEAN) / inf.MNIST_STD
+    expected = (torch.from_numpy(pre.image) - MEAN) / STD
     torch.testing.assert_close(pre.tensor[0, 0], expected)
 
 
@@ -127,15 +128,15 @@ def test_grayscale_and_rgb_canvases_match_rgba():
     rgba = ellipse_canvas()
     gray = (rgba[:, :, 3].astype(np.float32) / 255.0)  # float grayscale in [0, 1]
     rgb_black_bg = (rgba[:, :, :3].astype(np.float32) * gray[..., None]).astype(np.uint8)
-    ref = inf.preprocess(rgba).image
-    np.testing.assert_allclose(inf.preprocess(gray).image, ref, atol=1e-5)
-    np.testing.assert_allclose(inf.preprocess(rgb_black_bg).image, ref, atol=0.02)
+    ref = preprocessing.preprocess(rgba).image
+    np.testing.assert_allclose(preprocessing.preprocess(gray).image, ref, atol=1e-5)
+    np.testing.assert_allclose(preprocessing.preprocess(rgb_black_bg).image, ref, atol=0.02)
 
 
 def test_transparent_pixels_are_not_ink():
     canvas = blank_canvas()
     canvas[:, :, :3] = 255  # white RGB everywhere but fully transparent: nothing drawn
-    assert inf.preprocess(canvas).empty
+    assert preprocessing.preprocess(canvas).empty
 
 
 @pytest.mark.parametrize(
@@ -150,20 +151,20 @@ def test_empty_and_nearly_empty_canvases(what):
     elif what == "stray":
         ink(canvas, np.zeros((CANVAS, CANVAS), bool))
         canvas[[10, 100, 200, 250], [30, 60, 90, 270]] = 255
-    pre = inf.preprocess(canvas)
+    pre = preprocessing.preprocess(canvas)
     assert pre.empty
     assert pre.image.shape == (28, 28) and not pre.image.any()
-    analysis = inf.analyze(small_net(), canvas)
+    analysis = probes.analyze(small_net(), canvas)
     assert analysis.prediction is None and analysis.layers == []
 
 
 def test_full_canvas_is_valid_but_flagged():
     canvas = ink(blank_canvas(), np.ones((CANVAS, CANVAS), bool))
-    pre = inf.preprocess(canvas)
+    pre = preprocessing.preprocess(canvas)
     assert not pre.empty and pre.saturated
     assert np.isfinite(pre.image).all()
     assert bbox_side(pre.image) == (20, 20)
-    analysis = inf.analyze(small_net(), canvas)
+    analysis = probes.analyze(small_net(), canvas)
     assert analysis.prediction is not None
     assert abs(analysis.prediction.probs.sum() - 1) < 1e-5
 
@@ -188,18 +189,18 @@ def test_real_mnist_digit_survives_preprocessing():
     x_u8, _ = mnist_test_images()
     corrs, aligned = [], []
     for idx in range(50):
-        img = inf.test_image(x_u8, idx)
+        img = robustness.test_image(x_u8, idx)
         canvas = blank_canvas()
         canvas[:, :, :3] = 255
         canvas[:, :, 3] = np.kron(x_u8[idx].numpy(), np.ones((10, 10), np.uint8))  # 10x upscale
-        out = inf.preprocess(canvas).image
+        out = preprocessing.preprocess(canvas).image
 
         def corr(a: np.ndarray) -> float:
             return float(np.corrcoef(a.ravel(), img.ravel())[0, 1])
 
         corrs.append(corr(out))
         aligned.append(max(corr(np.roll(out, (dy, dx), (0, 1))) for dy in (-1, 0, 1) for dx in (-1, 0, 1)))
-        cy, cx = inf._center_of_mass(out)
+        cy, cx = preprocessing._center_of_mass(out)
         assert abs(cy - 14) <= 0.5 + 1e-6 and abs(cx - 14) <= 0.5 + 1e-6
     assert np.mean(corrs) > 0.97, corrs
     assert min(aligned) > 0.95, aligned
@@ -209,13 +210,13 @@ def test_real_mnist_digit_survives_preprocessing():
 
 
 def digit_input() -> torch.Tensor:
-    return inf.preprocess(ellipse_canvas()).tensor
+    return preprocessing.preprocess(ellipse_canvas()).tensor
 
 
 def test_predict_uses_eval_mode_and_restores_train_mode():
     model = small_net().train()
     x = digit_input()
-    a, b = inf.predict(model, x), inf.predict(model, x)
+    a, b = probes.predict(model, x), probes.predict(model, x)
     assert model.training and all(m.training for m in model.modules())
     np.testing.assert_array_equal(a.probs, b.probs)
     with torch.no_grad():
@@ -227,13 +228,13 @@ def test_predict_uses_eval_mode_and_restores_train_mode():
 
 def test_predict_accepts_display_images():
     model = small_net()
-    pre = inf.preprocess(ellipse_canvas())
-    np.testing.assert_allclose(inf.predict(model, pre.image).probs, inf.predict(model, pre.tensor).probs)
+    pre = preprocessing.preprocess(ellipse_canvas())
+    np.testing.assert_allclose(probes.predict(model, pre.image).probs, probes.predict(model, pre.tensor).probs)
 
 
 def test_feature_maps_one_per_conv_with_post_activation_when_sequential():
     model = small_net().train()
-    layers = inf.feature_maps(model, digit_input())
+    layers = probes.feature_maps(model, digit_input())
     assert [(l.name, l.maps.shape, l.stage) for l in layers] == [
         ("0_conv", (4, 26, 26), "relu"),
         ("3_conv", (8, 11, 11), "relu"),  # found past the BatchNorm
@@ -245,20 +246,20 @@ def test_feature_maps_one_per_conv_with_post_activation_when_sequential():
 
 def test_feature_maps_inside_a_custom_block():
     model = branchy_net()
-    layers = inf.feature_maps(model, digit_input())
+    layers = probes.feature_maps(model, digit_input())
     assert [(l.name, l.maps.shape, l.stage) for l in layers] == [
         ("0_conv", (4, 26, 26), "relu"),
         ("2_inception.b1", (2, 26, 26), "conv"),  # F.relu inside forward: raw conv output
         ("2_inception.b3.0", (2, 26, 26), "relu"),
         ("2_inception.b3.2", (3, 26, 26), "conv"),
     ]
-    assert inf.gradcam_layer(model)[0] == "2_inception"
+    assert attribution.gradcam_layer(model)[0] == "2_inception"
 
 
 def test_hooks_are_removed_when_forward_fails():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), Explodes())
     with pytest.raises(RuntimeError, match="boom"):
-        inf.feature_maps(model, digit_input())
+        probes.feature_maps(model, digit_input())
     assert all(not m._forward_hooks for m in model.modules())
 
 
@@ -267,15 +268,15 @@ def test_concurrent_probes_of_one_model_do_not_mix():
     import threading
 
     model = branchy_net()
-    img = inf.preprocess(ellipse_canvas()).image
-    inputs = [inf.normalize(inf.perturb(img, rotate_deg=a)) for a in range(0, 80, 10)]
-    expected = [inf.feature_maps(model, x)[-1].maps for x in inputs]
+    img = preprocessing.preprocess(ellipse_canvas()).image
+    inputs = [preprocessing.normalize(robustness.perturb(img, rotate_deg=a)) for a in range(0, 80, 10)]
+    expected = [probes.feature_maps(model, x)[-1].maps for x in inputs]
     got: dict[int, list[np.ndarray]] = {i: [] for i in range(len(inputs))}
 
     def work(i: int) -> None:
         for _ in range(10):
-            got[i].append(inf.feature_maps(model, inputs[i])[-1].maps)
-            inf.gradcam(model, inputs[i])
+            got[i].append(probes.feature_maps(model, inputs[i])[-1].maps)
+            attribution.gradcam(model, inputs[i])
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
     for th in threads:
@@ -290,10 +291,10 @@ def test_concurrent_probes_of_one_model_do_not_mix():
 
 def test_analyze_matches_separate_calls():
     model = small_net()
-    analysis = inf.analyze(model, ellipse_canvas())
+    analysis = probes.analyze(model, ellipse_canvas())
     pre = analysis.pre
-    np.testing.assert_allclose(analysis.prediction.probs, inf.predict(model, pre.tensor).probs, rtol=1e-6)
-    separate = inf.feature_maps(model, pre.tensor)
+    np.testing.assert_allclose(analysis.prediction.probs, probes.predict(model, pre.tensor).probs, rtol=1e-6)
+    separate = probes.feature_maps(model, pre.tensor)
     for a, b in zip(analysis.layers, separate, strict=True):
         assert a.name == b.name
         np.testing.assert_allclose(a.maps, b.maps)
@@ -303,11 +304,11 @@ def test_analyze_matches_separate_calls():
 
 def test_first_layer_filters():
     model = small_net()
-    w = inf.first_layer_filters(model)
+    w = probes.first_layer_filters(model)
     assert w.shape == (4, 1, 3, 3)
     np.testing.assert_array_equal(w, model[0].weight.detach().numpy())
     with pytest.raises(LabError, match="no convolution"):
-        inf.first_layer_filters(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)))
+        probes.first_layer_filters(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)))
 
 
 # --- attribution -------------------------------------------------------------------------------
@@ -321,10 +322,10 @@ def grad_state(model: nn.Module) -> list:
 @pytest.mark.parametrize(
     "explain",
     [
-        lambda m, x: inf.saliency(m, x),
-        lambda m, x: inf.saliency(m, x, target=3, method="integrated_gradients", n_steps=8),
-        lambda m, x: inf.gradcam(m, x),
-        lambda m, x: inf.gradcam(m, x, target=7, layer="0_conv"),
+        lambda m, x: attribution.saliency(m, x),
+        lambda m, x: attribution.saliency(m, x, target=3, method="integrated_gradients", n_steps=8),
+        lambda m, x: attribution.gradcam(m, x),
+        lambda m, x: attribution.gradcam(m, x, target=7, layer="0_conv"),
     ],
     ids=["saliency", "ig", "gradcam", "gradcam_layer"],
 )
@@ -347,7 +348,7 @@ def test_attribution_is_unit_28x28_and_leaves_parameters_alone(make, explain):
 
 def test_unknown_saliency_method_names_the_known_ones():
     with pytest.raises(LabError, match="integrated_gradients"):
-        inf.saliency(small_net(), digit_input(), method="magic")
+        attribution.saliency(small_net(), digit_input(), method="magic")
 
 
 # --- robustness probe --------------------------------------------------------------------------
@@ -360,36 +361,36 @@ def bar_image() -> np.ndarray:
 
 
 def test_perturb_identity_and_shapes():
-    img = inf.preprocess(ellipse_canvas()).image
-    np.testing.assert_array_equal(inf.perturb(img), img)
+    img = preprocessing.preprocess(ellipse_canvas()).image
+    np.testing.assert_array_equal(robustness.perturb(img), img)
     for kw in [dict(rotate_deg=30), dict(shift_x=3, shift_y=-2), dict(thickness=1.5), dict(thickness=-0.5)]:
-        out = inf.perturb(img, **kw)
+        out = robustness.perturb(img, **kw)
         assert out.shape == (28, 28) and out.min() >= 0 and out.max() <= 1
 
 
 def test_perturb_directions():
     img = bar_image()
-    cy, cx = inf._center_of_mass(img)
-    sy, sx = inf._center_of_mass(inf.perturb(img, shift_x=3, shift_y=2))
+    cy, cx = preprocessing._center_of_mass(img)
+    sy, sx = preprocessing._center_of_mass(robustness.perturb(img, shift_x=3, shift_y=2))
     assert sx - cx == pytest.approx(3, abs=0.05) and sy - cy == pytest.approx(2, abs=0.05)
-    h, w = bbox_side(inf.perturb(img, rotate_deg=90), thr=0.5)
+    h, w = bbox_side(robustness.perturb(img, rotate_deg=90), thr=0.5)
     assert h >= 14 and w <= 3  # the bar stands up
-    assert inf.perturb(img, thickness=1).sum() > img.sum() > inf.perturb(img, thickness=-0.5).sum()
-    assert inf.perturb(img, thickness=2).sum() > inf.perturb(img, thickness=1).sum()
+    assert robustness.perturb(img, thickness=1).sum() > img.sum() > robustness.perturb(img, thickness=-0.5).sum()
+    assert robustness.perturb(img, thickness=2).sum() > robustness.perturb(img, thickness=1).sum()
 
 
 def test_sweep_returns_probabilities_along_the_parameter():
     model = small_net()
-    img = inf.preprocess(ellipse_canvas()).image
-    sw = inf.sweep(model, img, "rotate_deg")
+    img = preprocessing.preprocess(ellipse_canvas()).image
+    sw = robustness.sweep(model, img, "rotate_deg")
     assert sw.values[0] == -45 and sw.values[-1] == 45
     assert sw.probs.shape == (len(sw.values), 10)
     np.testing.assert_allclose(sw.probs.sum(1), 1, atol=1e-5)
     mid = int(np.flatnonzero(sw.values == 0)[0])
-    np.testing.assert_allclose(sw.probs[mid], inf.predict(model, img).probs, atol=1e-6)
-    assert inf.sweep(model, img, "thickness", [-1, 0, 1]).probs.shape == (3, 10)
+    np.testing.assert_allclose(sw.probs[mid], probes.predict(model, img).probs, atol=1e-6)
+    assert robustness.sweep(model, img, "thickness", [-1, 0, 1]).probs.shape == (3, 10)
     with pytest.raises(LabError, match="rotate_deg"):
-        inf.sweep(model, img, "zoom")
+        robustness.sweep(model, img, "zoom")
 
 
 # --- test-set helpers --------------------------------------------------------------------------
@@ -399,14 +400,14 @@ def test_test_image_and_find_misclassified():
     g = torch.Generator().manual_seed(0)
     x_u8 = torch.randint(0, 256, (70, 28, 28), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (70,), generator=g)
-    img = inf.test_image(x_u8, 5)
+    img = robustness.test_image(x_u8, 5)
     assert img.shape == (28, 28) and img.dtype == np.float32
     np.testing.assert_allclose(img, x_u8[5].numpy() / 255.0, atol=1e-7)
     model = small_net().train()
-    preds = np.stack([inf.predict(model, inf.test_image(x_u8, i)).top for i in range(70)])
+    preds = np.stack([probes.predict(model, robustness.test_image(x_u8, i)).top for i in range(70)])
     wrong = np.flatnonzero(preds != y.numpy())
-    np.testing.assert_array_equal(inf.find_misclassified(model, x_u8, y, limit=1000, batch=16), wrong)
-    np.testing.assert_array_equal(inf.find_misclassified(model, x_u8, y, limit=5, batch=16), wrong[:5])
+    np.testing.assert_array_equal(robustness.find_misclassified(model, x_u8, y, limit=1000, batch=16), wrong)
+    np.testing.assert_array_equal(robustness.find_misclassified(model, x_u8, y, limit=5, batch=16), wrong[:5])
 
 
 # --- plots -------------------------------------------------------------------------------------
@@ -414,7 +415,7 @@ def test_test_image_and_find_misclassified():
 
 def test_probe_figures():
     model = branchy_net()
-    analysis = inf.analyze(model, ellipse_canvas())
+    analysis = probes.analyze(model, ellipse_canvas())
     probs, img = analysis.prediction.probs, analysis.pre.image
 
     fig = probe.prob_bars(probs)
@@ -426,10 +427,10 @@ def test_probe_figures():
     assert len(fig.data) == 1 and fig.layout.yaxis.autorange == "reversed"
     assert fig.layout.yaxis.scaleanchor == "x"
 
-    fig = probe.saliency_overlay(img, inf.gradcam(model, analysis.pre.tensor))
+    fig = probe.saliency_overlay(img, attribution.gradcam(model, analysis.pre.tensor))
     assert len(fig.data) == 2 and fig.data[1].opacity == pytest.approx(0.6)
 
-    sw = inf.sweep(model, img, "shift_x")
+    sw = robustness.sweep(model, img, "shift_x")
     fig = probe.sweep_chart(sw.values, sw.probs, sw.param)
     assert len(fig.data) == 10 and "shift" in fig.layout.xaxis.title.text
 

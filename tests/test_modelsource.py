@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlab import inference as inf
 from cnnlab.data import DataConfig
 from cnnlab.engine import TrainConfig, Trainer
 from cnnlab.errors import CheckpointError, LabError
+from cnnlab.inference import probes, robustness
 from cnnlab.models import build_model
 from cnnlab.modelsource import ModelRef, ModelSource
 from cnnlab.presets import get_preset
 from cnnlab.recorder import RunRecorder, create_run, run_config
 from cnnlab.runs import RunStore
+from cnnlab.settings import limit_threads
 
 
 def make_run(store: RunStore, preset: str = "seed002", which=("best", "last"), seed: int = 0,
@@ -63,11 +64,11 @@ def test_loads_best_and_last_of_a_trained_run(trained, mnist):
         assert not loaded.model.training
         assert not any(p.requires_grad for p in loaded.model.parameters())
         assert loaded.epoch == 1
-        probs = inf.predict_probs(loaded.model, inf.test_image(mnist.test_x, 0))
+        probs = probes.predict_probs(loaded.model, robustness.test_image(mnist.test_x, 0))
         assert probs.shape == (1, 10) and abs(probs.sum() - 1) < 1e-5
     assert src.load(ModelRef(rid, "best")).val_acc is not None
     # 30 steps on 600 images already beat chance (0.1) by far
-    acc = (inf.predict_probs(src.load(ModelRef(rid, "best")).model, mnist.test_x[:500].numpy() / 255.0)
+    acc = (probes.predict_probs(src.load(ModelRef(rid, "best")).model, mnist.test_x[:500].numpy() / 255.0)
            .argmax(1) == mnist.test_y[:500].numpy()).mean()
     assert acc > 0.3
 
@@ -207,7 +208,7 @@ def test_no_runs_means_no_choices_and_damaged_runs_are_skipped(store):
 
 def test_limit_threads_restores_the_thread_count():
     before = torch.get_num_threads()
-    with inf.limit_threads(1):
+    with limit_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
@@ -215,8 +216,8 @@ def test_limit_threads_restores_the_thread_count():
 def test_analyze_image_skips_cropping(mnist):
     torch.manual_seed(0)
     model = build_model(get_preset("fast").spec)
-    img = inf.test_image(mnist.test_x, 3)
-    a = inf.analyze_image(model, img)
+    img = robustness.test_image(mnist.test_x, 3)
+    a = probes.analyze_image(model, img)
     assert np.array_equal(a.pre.image, img)
     assert a.prediction is not None and len(a.layers) == 3
-    assert inf.analyze_image(model, np.zeros((28, 28))).prediction is None
+    assert probes.analyze_image(model, np.zeros((28, 28))).prediction is None

@@ -67,7 +67,7 @@ def test_epoch_probs_match_each_epochs_weights_and_are_cached(store, mnist):
     ep = EP.epoch_probs(store, rid, img)
     assert ep.epochs == [1] and ep.probs.shape == (1, 10)
     last = ModelSource(store).load(ModelRef(rid, "last"))
-    from cnnlab.inference import predict
+    from cnnlab.inference.probes import predict
 
     assert np.allclose(ep.probs[0], predict(last.model, img).probs, atol=1e-6)
     m1 = EP.epoch_model(store, rid, 1)

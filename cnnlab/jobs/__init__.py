@@ -40,7 +40,7 @@ Policies:
   A lone job uses every core, like the CLI (so following a run in the page costs it nothing), and two
   jobs on 2 cores get 1 each instead of four OpenMP threads fighting over two cores (measured on the
   busy box: seed002 fell from 3.5k to 1.6k images/s when its second thread had no core to run on).
-  Page inference runs with 1 thread in its own thread (`inference.limit_threads`).
+  Page inference runs with 1 thread in its own thread (`settings.limit_threads`).
   `JobManager(threads=n)` (default: the environment's `CNNLAB_THREADS`) fixes the count instead. Same seed and config give the same curves
   bit for bit under the same thread count (oneDNN splits its reductions by thread; the initial
   weights never depend on other jobs: `models.init_weights` uses a private generator).

@@ -39,13 +39,13 @@ def _choices(root) -> dict[str, str]:
 
 def _layer_labels(preset: str) -> list[str]:
     """The conv-layer picker's labels for a preset's model ("1. 0_conv — 16×28×28", ...)."""
-    from cnnlab import inference as inf
     from cnnlab.data import load_mnist
+    from cnnlab.inference import probes, robustness
     from cnnlab.models import build_model
     from cnnlab.presets import get_preset
 
-    image = inf.test_image(load_mnist().test_x, 0)
-    a = inf.analyze_image(build_model(get_preset(preset).spec).eval(), image)
+    image = robustness.test_image(load_mnist().test_x, 0)
+    a = probes.analyze_image(build_model(get_preset(preset).spec).eval(), image)
     return [f"{i + 1}. {m.name} — {m.maps.shape[0]}×{m.maps.shape[1]}×{m.maps.shape[2]}" for i, m in enumerate(a.layers)]
 
 
