@@ -49,10 +49,9 @@ def _use_lr(lr: float) -> None:
 
 def _start_finder(preset: str, custom: bool, text: str, values: dict) -> None:
     try:
-        label, spec = tf.spec_for_launch(preset, custom, text)
+        label, plan = tf.plan_for_launch(preset, custom, text, values)
         steps = int(st.session_state.get(K + "lrf_steps", 200))
-        st.session_state[K + "lrf_job"] = ui.get_lr_finder().start(spec, tf.build_config(values), label=label,
-                                                                   steps=steps)
+        st.session_state[K + "lrf_job"] = ui.get_lr_finder().start(plan, label=label, steps=steps)
         st.session_state[K + "lrf_rerun"] = True  # the page reruns so the section starts polling
     except ConfigError as exc:
         st.session_state[K + "lrf_flash"] = tf.field_message(exc)

@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cnnlab.inference import attribution, preprocessing, probes  # noqa: E402
 from cnnlab.models import build_model  # noqa: E402
+from cnnlab.plan import plan_run  # noqa: E402
 from cnnlab.plots import probe  # noqa: E402
 from cnnlab.presets import get_preset, preset_names  # noqa: E402
 
@@ -192,15 +193,15 @@ def bench_epochs(preset: str, n_epochs: int, url: str, repeats: int, serialize) 
     import tempfile
 
     from cnnlab import epochs as EP
-    from cnnlab.engine import TrainConfig
     from cnnlab.plots import why
+    from cnnlab.recipe import TrainConfig
     from cnnlab.recorder import run_config
     from cnnlab.runs import RunStore
 
     p = get_preset(preset)
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(Path(tmp))
-        run = store.create(run_config(preset, p.spec, TrainConfig.from_dict({**p.recipe, "epochs": n_epochs})))
+        run = store.create(run_config(preset, plan_run(p.spec, TrainConfig.from_dict({**p.recipe, "epochs": n_epochs}))))
         for e in range(1, n_epochs + 1):
             torch.manual_seed(e)
             run.save_checkpoint({"model": build_model(p.spec).state_dict(), "epoch": e}, f"epoch_{e}")

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from cnnlab.plan import plan_run
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -102,14 +103,15 @@ def run_classic(subset: int | None, seed: int, root: str, with_acc: bool = False
 def run_engine(subset: int | None, seed: int) -> dict:
     """The lab's Trainer on the seed004 preset for one epoch (train time = the epoch's steps)."""
     from cnnlab import data as D
-    from cnnlab.engine import TrainConfig, Trainer
+    from cnnlab.engine import Trainer
     from cnnlab.presets import get_preset
+    from cnnlab.recipe import TrainConfig
 
     p = get_preset("seed004")
     recipe = dict(p.recipe)
     data = {**recipe.pop("data", {}), "subset": subset}
     cfg = TrainConfig.from_dict({**recipe, "data": data}, epochs=1, seed=seed)
-    trainer = Trainer(p.spec, cfg, D.load_mnist())
+    trainer = Trainer(plan_run(p.spec, cfg), D.load_mnist())
     res = trainer.run()
     n = len(trainer.splits.train_idx)
     # train_s = the epoch's steps; wall_s adds validation and test evaluation

@@ -27,9 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cnnlab import data as D  # noqa: E402
-from cnnlab.engine import TrainConfig, Trainer  # noqa: E402
+from cnnlab.engine import Trainer  # noqa: E402
 from cnnlab.health import MAX_EVERY, MIN_EVERY, LayerHealth  # noqa: E402
+from cnnlab.plan import plan_run  # noqa: E402
 from cnnlab.presets import get_preset  # noqa: E402
+from cnnlab.recipe import TrainConfig  # noqa: E402
 
 
 class Timed(LayerHealth):
@@ -64,7 +66,7 @@ def measure(preset: str, steps: int, mnist: D.Mnist, threads: int) -> dict:
                                  "data": {"subset": batch * steps, "val_size": 500}})
     torch.set_num_threads(threads)
     timed = Timed(every=2)
-    res = Trainer(p.spec, cfg, mnist, callbacks=[timed]).run()
+    res = Trainer(plan_run(p.spec, cfg), mnist, callbacks=[timed]).run()
     assert res.status == "done", res.message
     sampled, plain = timed.sampled[2:], timed.plain[2:]  # skip warm-up steps
     over = statistics.median(sampled) / statistics.median(plain) - 1

@@ -42,9 +42,13 @@ sys.path.insert(0, str(REPO))
 
 from cnnlab import data as D, settings  # noqa: E402
 from cnnlab.callbacks import Callback  # noqa: E402
-from cnnlab.engine import Control, TrainConfig, Trainer, make_optimizer  # noqa: E402
+from cnnlab.control import Control  # noqa: E402
+from cnnlab.engine import Trainer  # noqa: E402
 from cnnlab.models import build_model  # noqa: E402
+from cnnlab.optim import make_optimizer  # noqa: E402
+from cnnlab.plan import plan_run  # noqa: E402
 from cnnlab.presets import get_preset  # noqa: E402
+from cnnlab.recipe import TrainConfig  # noqa: E402
 
 BAR = 1.5  # issue 13: the lab's data path at least 1.5x the seed-style one
 INPUT_LAYERS = ("pixels", "resize")  # preset layers that do what a seed's transforms did
@@ -196,7 +200,7 @@ def run_lab_train(name: str, steps: int | None, seed: int) -> dict:
     cfg = lab_config(name, seed)
     control = Control()
     timer = _StopAfter(control, steps)
-    trainer = Trainer(get_preset(name).spec, cfg, D.load_mnist(), control=control, callbacks=[timer])
+    trainer = Trainer(plan_run(get_preset(name).spec, cfg), D.load_mnist(), control=control, callbacks=[timer])
     c0, t0 = cpu_s(), time.perf_counter()
     trainer.run()  # a whole epoch (steps=None) also validates: after t_last, not timed
     k = timer.n
@@ -208,7 +212,7 @@ def run_lab_train(name: str, steps: int | None, seed: int) -> dict:
 def run_lab_data(name: str, steps: int | None, seed: int) -> dict:
     """What the Trainer does for data each step (make_batch, labels), plus the preset's input layers."""
     cfg = lab_config(name, seed)
-    trainer = Trainer(get_preset(name).spec, cfg, D.load_mnist())
+    trainer = Trainer(plan_run(get_preset(name).spec, cfg), D.load_mnist())
     x_all, y_all = trainer.mnist.train_x, trainer.mnist.train_y
     lead = list(trainer.model)[: n_input_layers(name)]
     n = k = 0

@@ -10,8 +10,8 @@ import traceback
 from typing import Any
 
 from .callbacks import Callback
-from .cli_common import (Progress, _print_json, add_recipe_args, error_json, final_json,  # noqa: F401
-                         recipe_overrides)
+from .cli_common import (Progress, TwoStepStop, _print_json, add_recipe_args, error_json,  # noqa: F401
+                         final_json, finishing_line, recipe_overrides)
 from .errors import LabError
 
 
@@ -50,8 +50,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_arch(path: str) -> list[dict]:
-    """A custom architecture from a file in the Train page's format: one layer a line, or JSON (validated)."""
+def read_arch(path: str) -> tuple[list[dict], Any]:
+    """A custom architecture from a file in the Train page's format: one layer a line, or JSON; (spec, its summary)."""
     from pathlib import Path
 
     from .errors import SpecError
@@ -64,7 +64,7 @@ def read_arch(path: str) -> list[dict]:
     res = check_spec_text(text)
     if res.error:
         raise SpecError(f"--arch {path}: {res.error}")
-    return res.spec
+    return res.spec, res.summary
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -72,9 +72,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from . import data as D
     from . import settings
-    from .engine import TrainConfig, Trainer
+    from .control import Control
+    from .engine import Trainer
     from .health import LayerHealth
+    from .plan import plan_run
     from .presets import get_preset
+    from .recipe import TrainConfig
     from .recorder import RunRecorder, create_run
     from .runs import RunStore
     from .spec import summarize
@@ -82,26 +85,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()  # wall_s counts from here (after imports): data loading included
 
     p = get_preset(args.preset)
-    spec, label = (read_arch(args.arch), "custom") if args.arch else (p.spec, p.name)
+    (spec, summary), label = (read_arch(args.arch), "custom") if args.arch else ((p.spec, None), p.name)
     over, data_over = recipe_overrides(args)
     recipe = dict(p.recipe)
-    cfg = TrainConfig.from_dict({**recipe, "data": {**recipe.pop("data", {}), **data_over}}, **over).validate()
+    plan = plan_run(spec, TrainConfig.from_dict({**recipe, "data": {**recipe.pop("data", {}), **data_over}}, **over),
+                    summary=summary)  # the CLI's entry: checked here, trusted from here on
+    cfg = plan.cfg
     mnist = D.load_mnist()
-    params = summarize(spec).total_params
+    params = plan.params
     progress = Progress(cfg.steps_per_epoch() * cfg.epochs, quiet=args.quiet)
     run = None
     callbacks: list[Callback] = [progress]
     if not args.no_save:
-        run = create_run(RunStore(), label, spec, cfg, name=args.name, source="cli")
+        run = create_run(RunStore(), label, plan, name=args.name, source="cli")
         callbacks = [RunRecorder(run), LayerHealth(), progress]
         if not args.quiet:
             sys.stderr.write(f"run {run.id} in {run.path}\n")
     threads = settings.job_threads()
     if threads:
         torch.set_num_threads(threads)
-    trainer = Trainer(spec, cfg, mnist, callbacks=callbacks)
+    control = Control()
+    trainer = Trainer(plan, mnist, control=control, callbacks=callbacks)
+    ctrl_c = TwoStepStop(lambda: _finish_epoch(trainer, control), lambda: _stop_now(control))
     try:
-        result = trainer.run()
+        with ctrl_c:
+            result = trainer.run()
     finally:
         progress.bar.close()
     wall = time.perf_counter() - t0
@@ -111,7 +119,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             sys.stderr.write(result.message + "\n")
     if args.json:
         _print_json(final_json(result, run.id if run else None, params, wall))
-    return 0 if result.status == "done" else 1
+    if result.status == "done":
+        return 0
+    return 130 if ctrl_c.presses else 1  # 130: stopped by Ctrl-C (the saved run stays resumable)
+
+
+def _finish_epoch(trainer: Any, control: Any) -> str:
+    """The first Ctrl-C: stop once the epoch in progress is validated and saved."""
+    control.stop_after_epoch.set()
+    return finishing_line(trainer.epoch_to_finish())
+
+
+def _stop_now(control: Any) -> str:
+    """The second Ctrl-C: stop at the next step (the epoch in progress is not kept)."""
+    control.stop_event.set()
+    return "stopping now"
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

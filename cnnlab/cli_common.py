@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
-from typing import Any
+import threading
+from typing import Any, Callable
 
 from .callbacks import Callback
 
@@ -61,6 +63,50 @@ class Progress(Callback):
 
     def on_end(self, trainer: Any, result: Any) -> None:
         self.bar.close()
+
+
+class TwoStepStop:
+    """Ctrl-C while a command trains, like the Train page's two stop buttons: the first press asks to
+    finish the epoch in progress ("stop after this epoch": it is validated and saved), the second stops
+    now (the partial epoch is not kept, as with "Stop now"); a third raises KeyboardInterrupt as usual.
+
+    A context manager around the training; installs its SIGINT handler in the main thread only. The
+    handler itself only counts: each request (`after_epoch`, `now`; they return the line to print) runs
+    in a short thread, so it never takes a lock that the interrupted code might hold.
+    """
+
+    def __init__(self, after_epoch: Callable[[], str], now: Callable[[], str]):
+        self._actions = (after_epoch, now)
+        self.presses = 0
+        self._old: Any = None
+
+    def __enter__(self) -> "TwoStepStop":
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.presses += 1
+        if self.presses > len(self._actions):
+            raise KeyboardInterrupt
+        action = self._actions[self.presses - 1]
+        threading.Thread(target=self._run, args=(action,), name="cnnlab-ctrl-c", daemon=True).start()
+
+    @staticmethod
+    def _run(action: Callable[[], str]) -> None:
+        line = action()
+        sys.stderr.write(f"\n{line}\n")
+        sys.stderr.flush()
+
+
+def finishing_line(epoch: int) -> str:
+    """What the first Ctrl-C says: the epoch the run now ends after (validated and saved first)."""
+    return f"finishing epoch {epoch}; Ctrl-C again to stop now"
 
 
 def _print_json(obj: Any) -> None:

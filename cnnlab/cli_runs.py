@@ -2,8 +2,8 @@
 
 resume and fork train through the same `JobManager` as the app (one job, all cores), so their runs look
 the same in the store; with `--json` they end, like `train`, with the final metrics as one JSON line.
-Exit status: 0 when the run ends done, 1 when it ends otherwise, 2 for a user error, 130 on Ctrl-C
-(the run is then stopped and stays resumable).
+Exit status: 0 when the run ends done, 1 when it ends otherwise, 2 for a user error, 130 when Ctrl-C
+stopped it (the first Ctrl-C finishes the epoch in progress, a second stops now; the run stays resumable).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import sys
 import time
 from typing import Any
 
-from .cli_common import Progress, _print_json, add_recipe_args, final_json, recipe_overrides
+from .cli_common import (Progress, TwoStepStop, _print_json, add_recipe_args, final_json, finishing_line,
+                         recipe_overrides)
 from .status import FINAL
 
 POLL_S = 1.0  # at most this long between looks at the status (a record or the end wakes it sooner)
@@ -52,33 +53,50 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _follow(manager: Any, run_id: str, quiet: bool) -> Any:
-    """Print a job's progress until it ends; on Ctrl-C stop it (so it stays resumable) and re-raise."""
+def _follow(manager: Any, run_id: str, quiet: bool) -> tuple[Any, int]:
+    """Print a job's progress until it ends: (its view, Ctrl-C presses). The first Ctrl-C asks the job to
+    stop after the epoch in progress, the second to stop now; a third stops it and re-raises."""
     view = manager.get(run_id)
     progress = Progress(view.total_steps, quiet=quiet)
-    k = 0
     history = view.mode == "resume"  # a resumed job's view starts with the stored curve: not reprinted
+
+    def after_epoch() -> str:
+        manager.stop(run_id, after_epoch=True)
+        return finishing_line(view.epoch_to_finish())
+
+    def now() -> str:
+        manager.stop(run_id)
+        return "stopping now"
+
+    ctrl_c = TwoStepStop(after_epoch, now)
     try:
-        while True:
-            final = view.status in FINAL
-            recs, k = view.records_since(k)
-            for rec in recs:
-                if history:
-                    history = rec.get("event") != "resumed"
-                else:
-                    progress.show(rec)
-            if final:
-                progress.bar.close()
-                return view
-            view.wait_records(k, timeout=POLL_S)  # wakes at the next record or the job's end
+        with ctrl_c:
+            return _print_until_final(view, progress, history), ctrl_c.presses
     except KeyboardInterrupt:
         manager.stop(run_id)
         manager.wait(run_id, timeout=10)
         raise
 
 
+def _print_until_final(view: Any, progress: Progress, history: bool) -> Any:
+    """Draw the job's records as they come until its status is final; the view."""
+    k = 0
+    while True:
+        final = view.status in FINAL
+        recs, k = view.records_since(k)
+        for rec in recs:
+            if history:
+                history = rec.get("event") != "resumed"
+            else:
+                progress.show(rec)
+        if final:
+            progress.bar.close()
+            return view
+        view.wait_records(k, timeout=POLL_S)  # wakes at the next record or the job's end
+
+
 def _finish(manager: Any, run_id: str, args: argparse.Namespace, t0: float) -> int:
-    view = _follow(manager, run_id, args.quiet)
+    view, presses = _follow(manager, run_id, args.quiet)
     manager.shutdown(wait=10)
     result = view.result()
     wall = time.perf_counter() - t0
@@ -90,7 +108,9 @@ def _finish(manager: Any, run_id: str, args: argparse.Namespace, t0: float) -> i
             sys.stderr.write(result.message + "\n")
     if args.json:
         _print_json(final_json(result, run_id, params, wall))
-    return 0 if result.status == "done" else 1
+    if result.status == "done":
+        return 0
+    return 130 if presses else 1
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -17,14 +17,14 @@ from .cli_common import _print_json, add_recipe_args, recipe_overrides
 
 def base_from_args(args: argparse.Namespace) -> tuple[str, list[dict], dict]:
     """(preset, spec, recipe dict) of the sweep's base: the preset with the recipe flags applied."""
-    from .engine import TrainConfig
     from .presets import get_preset
+    from .recipe import TrainConfig
 
     p = get_preset(args.preset)
     over, data_over = recipe_overrides(args)
     recipe = dict(p.recipe)
-    cfg = TrainConfig.from_dict({**recipe, "data": {**recipe.pop("data", {}), **data_over}}, **over).validate()
-    return p.name, p.spec, cfg.to_dict()
+    cfg = TrainConfig.from_dict({**recipe, "data": {**recipe.pop("data", {}), **data_over}}, **over)
+    return p.name, p.spec, cfg.to_dict()  # validated with the whole definition (make_def)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

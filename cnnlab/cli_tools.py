@@ -19,7 +19,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
     over, data = recipe_overrides(args)
     over.pop("lr", None)  # the test sweeps the LR itself
-    spec, cfg = preset_config(args.preset, **over, data=data)
+    plan = preset_config(args.preset, **over, data=data)
     last = [0.0]
 
     def progress(rec: dict) -> None:
@@ -29,7 +29,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         sys.stderr.write(f"\rstep {rec['step']}/{rec['steps']}  lr {rec['lr']:.2e}  loss {rec['smoothed']:.4f}   ")
         sys.stderr.flush()
 
-    res = lr_range_test(spec, cfg, load_mnist(), steps=args.steps, on_step=progress)
+    res = lr_range_test(plan, load_mnist(), steps=args.steps, on_step=progress)
     if not args.quiet:
         sys.stderr.write("\n")
     out = {"preset": args.preset, "suggested_lr": res.suggestion, "rule": res.rule, "min_loss_lr": res.min_lr,

@@ -122,7 +122,7 @@ def read_idx(path: Path) -> torch.Tensor:
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=head).reshape(dims)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     """Data options: training subset, validation split, augmentation."""
 

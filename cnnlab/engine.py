@@ -1,4 +1,8 @@
-"""Training and evaluation: config validation, optimizers, LR schedules, the step loop. No threads, no UI."""
+"""The training loop: `Trainer` runs the steps of one run and calls its callbacks. No threads, no UI.
+
+Its parts live beside it: the recipe (`recipe.TrainConfig`), the optimizer and LR schedule (`optim`),
+pause/stop and live values (`control`), evaluation (`evaluation`), the callback protocol (`callbacks`).
+"""
 
 from __future__ import annotations
 
@@ -6,205 +10,22 @@ import math
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from . import data as D
 from .callbacks import Callback
-from .errors import CheckpointError, ConfigError, LabError
-from .fields import LIVE_FIELDS, OPTIMIZERS, SCHEDULERS, check, live_value
+from .control import Control, LiveParams
+from .errors import CheckpointError, LabError
+from .evaluation import confusion_matrix, evaluate
+from .fields import LIVE_FIELDS
 from .models import build_model, use_generator
+from .optim import make_optimizer, schedule_factor, stretched_step
+from .plan import RunPlan
 from .settings import pick_device
-from .spec import validate_spec
-from .tta import tta_probs
-
-
-
-@dataclass
-class TrainConfig:
-    """A training recipe. Validate before use; every error names its field."""
-
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9  # SGD momentum; Adam/AdamW beta1
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    scheduler: str = "none"
-    step_size: int = 15  # StepLR period in epochs
-    gamma: float = 0.1  # StepLR factor
-    pct_start: float = 0.25  # OneCycle warm-up fraction
-    batch_size: int = 64
-    epochs: int = 5
-    label_smoothing: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    channels_last: bool = False
-    eval_batch_size: int = 1000
-    tta_shift: int = 0  # test-time augmentation: 0 = plain; N = mean softmax over the image and 4 N-px shifts
-    data: D.DataConfig = field(default_factory=D.DataConfig)
-
-    def validate(self) -> "TrainConfig":
-        """Raise ConfigError naming the first bad field; return self."""
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError("optimizer", f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-        if self.scheduler not in SCHEDULERS:
-            raise ConfigError("scheduler", f"unknown scheduler {self.scheduler!r}; known: {', '.join(SCHEDULERS)}")
-        check("lr", self.lr)
-        check("momentum", self.momentum)
-        if not isinstance(self.nesterov, bool):
-            raise ConfigError("nesterov", f"must be true or false, got {self.nesterov!r}")
-        if self.nesterov and self.optimizer == "sgd" and self.momentum <= 0:
-            raise ConfigError("nesterov", "needs momentum > 0")
-        for name in ("weight_decay", "step_size", "gamma", "pct_start", "batch_size", "epochs", "label_smoothing",
-                     "seed", "eval_batch_size", "tta_shift"):
-            check(name, getattr(self, name))
-        if not isinstance(self.channels_last, bool):
-            raise ConfigError("channels_last", f"must be true or false, got {self.channels_last!r}")
-        if not isinstance(self.data, D.DataConfig):
-            raise ConfigError("data", "must be a DataConfig")
-        self.data.validate()
-        if self.batch_size > self.n_train():
-            raise ConfigError("batch_size", f"{self.batch_size} is larger than the {self.n_train()} training images")
-        pick_device(self.device)
-        return self
-
-    def n_train(self) -> int:
-        return self.data.n_train()
-
-    def steps_per_epoch(self) -> int:
-        return D.steps_per_epoch(self.n_train(), self.batch_size)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict | None, **overrides: Any) -> "TrainConfig":
-        """Build from a dict (unknown keys refused with ConfigError); overrides win (None ignored)."""
-        if d is not None and not isinstance(d, dict):
-            raise ConfigError("recipe", f"must be a dict of training options, got {type(d).__name__} {str(d)[:40]!r}")
-        d = dict(d or {})
-        d.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(sorted(unknown)[0], f"unknown option; known: {', '.join(cls.__dataclass_fields__)}")
-        data = d.pop("data", None)
-        if isinstance(data, D.DataConfig):
-            dc = data
-        else:
-            if data is not None and not isinstance(data, dict):
-                raise ConfigError("data", f"must be a dict of data options ({', '.join(D.DataConfig.__dataclass_fields__)})"
-                                          f", got {type(data).__name__} {str(data)[:40]!r}")
-            data = dict(data or {})
-            bad = set(data) - set(D.DataConfig.__dataclass_fields__)
-            if bad:
-                raise ConfigError(f"data.{sorted(bad)[0]}", "unknown data option")
-            dc = D.DataConfig(**data)
-        return cls(data=dc, **d)
-
-
-# ----------------------------------------------------------------------------- schedules
-
-def schedule_factor(cfg: TrainConfig, step: int, epoch: int, total_steps: int) -> float:
-    """LR multiplier of the schedule at a global step (0-based) in an epoch (0-based).
-
-    Matches torch's StepLR (per epoch), OneCycleLR (cosine, div 25, final div 1e4, per step) and
-    CosineAnnealingLR over all steps (eta_min 0).
-    """
-    if cfg.scheduler == "step":
-        return cfg.gamma ** (epoch // cfg.step_size)
-    if cfg.scheduler == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
-    if cfg.scheduler == "onecycle":
-        initial, final = 1 / 25.0, 1 / 25.0 / 1e4
-        up = float(cfg.pct_start * total_steps) - 1
-        down = float(total_steps - 1)
-        if step <= up:
-            pct = step / up if up > 0 else 1.0
-            return final_cos(initial, 1.0, pct)
-        pct = (step - up) / (down - up) if down > up else 1.0
-        return final_cos(1.0, final, min(1.0, pct))
-    return 1.0
-
-
-def stretched_step(step: int, anchor: tuple[float, float], total_steps: int) -> float:
-    """The step at which to read a schedule whose length was changed live (`epochs`).
-
-    **Live epochs policy**: a new number of epochs re-stretches what is left of a one-cycle or cosine
-    schedule over the new total, from the step it is applied on. The schedule's progress at that step
-    (`anchor = (step, progress)`, progress in 0..1) is kept, so the LR does not jump, and the schedule
-    reaches its end (one-cycle's final LR, cosine's 0) exactly at the new last step. A warm-up still in
-    progress stretches with the rest. StepLR keeps its steps (it counts epochs) and "none" is flat.
-    Returns a step on the scale of `total_steps` (the original step when nothing was changed).
-    """
-    a_step, a_prog = anchor
-    if a_step == 0 and a_prog == 0:
-        return step
-    left = total_steps - a_step
-    prog = a_prog + (1 - a_prog) * (step - a_step) / left if left > 0 else 1.0
-    return min(1.0, prog) * total_steps
-
-
-def final_cos(start: float, end: float, pct: float) -> float:
-    """Cosine interpolation from start to end as pct goes 0 -> 1 (torch's _annealing_cos)."""
-    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
-
-
-# ----------------------------------------------------------------------------- live control
-
-class LiveParams:
-    """Hyperparameters a user may change while a run trains; the loop applies them at the next step."""
-
-    def __init__(self, lr: float, momentum: float, weight_decay: float, aug_strength: float, epochs: int):
-        self._lock = threading.Lock()
-        self._values: dict[str, float] = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay,
-                                          "aug_strength": aug_strength, "epochs": epochs}
-        self._pending: dict[str, float] = {}
-        self.version = 0
-
-    @classmethod
-    def from_config(cls, cfg: TrainConfig) -> "LiveParams":
-        """The live values a run starts with (the one place they are made: app, CLI and sweeps alike).
-
-        Augmentation strength is the strength in effect: 0 when augmentation is off.
-        """
-        return cls(cfg.lr, cfg.momentum, cfg.weight_decay, cfg.data.aug_strength if cfg.data.augment else 0.0,
-                   cfg.epochs)
-
-    def set(self, **changes: float) -> None:
-        """Request changes (checked now against fields.RANGES, applied by the loop at its next step)."""
-        checked = {k: live_value(k, v) for k, v in changes.items()}
-        with self._lock:
-            self._pending.update(checked)
-            self.version += 1
-
-    def take_pending(self) -> dict[str, float]:
-        """Called by the loop: the changes requested since the last call."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            return pending
-
-    def record(self, **values: float) -> None:
-        """Called by the loop: the values in effect now (what snapshot() reports)."""
-        with self._lock:
-            self._values.update(values)
-
-    def snapshot(self) -> dict[str, float]:
-        with self._lock:
-            return {**self._values, **self._pending}
-
-
-class Control:
-    """Pause/stop requests and live hyperparameters shared between a runner and its loop."""
-
-    def __init__(self, live: LiveParams | None = None):
-        self.pause_event = threading.Event()
-        self.stop_event = threading.Event()  # stop at the next step boundary (the partial epoch is lost)
-        self.stop_after_epoch = threading.Event()  # stop once the epoch in progress is validated and recorded
-        self.live = live
 
 
 @dataclass
@@ -224,53 +45,8 @@ class TrainResult:
     train_s: float = 0.0
 
 
-@torch.inference_mode()
-def evaluate(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, device: torch.device,
-             batch: int = 1000, channels_last: bool = False, tta_shift: int = 0) -> tuple[float, float, torch.Tensor]:
-    """Mean loss, accuracy and predictions of `model` on uint8 images; restores the model's mode.
-
-    tta_shift > 0: each image is predicted by the mean softmax over it and its 4 shifted copies (cnnlab.tta).
-    """
-    was_training = model.training
-    model.eval()
-    total_loss, preds = 0.0, []
-    try:
-        for s in range(0, len(x_u8), batch):
-            yb = y[s : s + batch].to(device)
-            if tta_shift:
-                p = tta_probs(model, x_u8[s : s + batch], tta_shift, device, batch, channels_last).to(device)
-                total_loss += F.nll_loss(p.clamp_min(1e-12).log(), yb, reduction="sum").item()
-                preds.append(p.argmax(1).cpu())
-                continue
-            xb = D.to_float(x_u8[s : s + batch]).to(device)
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            out = model(xb).float()
-            total_loss += F.cross_entropy(out, yb, reduction="sum").item()
-            preds.append(out.argmax(1).cpu())
-    finally:
-        model.train(was_training)
-    p = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
-    acc = (p == y).float().mean().item() if len(y) else float("nan")
-    return total_loss / max(1, len(y)), acc, p
-
-
-def confusion_matrix(preds: torch.Tensor, y: torch.Tensor, n: int = 10) -> torch.Tensor:
-    """n x n counts, rows = true class, columns = predicted class."""
-    return torch.bincount(y * n + preds, minlength=n * n).reshape(n, n)
-
-
 def _is_log_probs(spec: list[dict]) -> bool:
     return bool(spec) and str(spec[-1].get("type", "")).lower() == "logsoftmax"
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
-    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
 
 
 @dataclass
@@ -292,12 +68,11 @@ class _EpochTally:
 class Trainer:
     """Trains one model on MNIST tensors, step by step, calling its callbacks and obeying a Control."""
 
-    def __init__(self, spec: list[dict], cfg: TrainConfig, mnist: D.Mnist, *, control: Control | None = None,
+    def __init__(self, plan: RunPlan, mnist: D.Mnist, *, control: Control | None = None,
                  callbacks: list[Callback] | tuple[Callback, ...] = (), resume_state: dict | None = None,
                  init_weights: dict | None = None):
-        cfg.validate()
-        validate_spec(spec)
-        self.spec, self.cfg, self.mnist = spec, cfg, mnist
+        spec, cfg = plan.spec, plan.cfg  # validated where they entered (plan.plan_run): trusted here
+        self.plan, self.spec, self.cfg, self.mnist = plan, spec, cfg, mnist
         self.callbacks: list[Callback] = list(callbacks)
         self.device = pick_device(cfg.device)
         self.control = control or Control()
@@ -321,6 +96,11 @@ class Trainer:
         use_generator(self.model, self.dropout_gen)
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
+        # True from the end of an epoch of this session until the next one begins: a "stop after this epoch"
+        # seen then ends the run there (before the first one ends, it ends the first one). With the epoch count,
+        # changed under _stop_lock, so epoch_to_finish() and the loop agree.
+        self._between_epochs = False
+        self._stop_lock = threading.Lock()
         self.lr_scale = 1.0
         self.aug_strength = cfg.data.aug_strength if cfg.data.augment else 0.0
         self.best_val_acc: float | None = None
@@ -383,6 +163,12 @@ class Trainer:
         self._set_epochs(int(st.get("epochs", self.epochs)), tuple(st.get("sched_anchor") or (0, 0.0)))
         for g in self.optimizer.param_groups:  # the optimizer state carries the live momentum/wd
             self.live.record(weight_decay=g.get("weight_decay", 0.0))
+
+    def epoch_to_finish(self) -> int:
+        """The epoch after which a "stop after this epoch" asked now ends the run: the one in progress, or the
+        one just counted (being validated, or between epochs)."""
+        with self._stop_lock:
+            return self.epoch if self._between_epochs else self.epoch + 1
 
     def weights_copy(self) -> dict:
         """A CPU copy of the current weights, safe to take while the loop runs in another thread."""
@@ -525,12 +311,14 @@ class Trainer:
         self._t_start = time.perf_counter() - self.elapsed_before
         self.train_s = 0.0
         self.model.train()
-        trained = False  # an epoch ended in this session ("stop after this epoch" asked before it: it ends it)
         while True:
             self._apply_live(floor=self.epoch)  # between epochs: a shorter run can end here
             if self.epoch >= self.epochs:
                 return "done", ""
-            if trained and self.control.stop_after_epoch.is_set():
+            with self._stop_lock:
+                stop = self._between_epochs and self.control.stop_after_epoch.is_set()
+                self._between_epochs = stop  # unless it stops here, the next epoch begins
+            if stop:
                 self._event("stop")
                 return "stopped", f"stopped by the user after epoch {self.epoch}"
             self._tally = _EpochTally.start(self.device)
@@ -541,7 +329,6 @@ class Trainer:
             ended = self._end_of_epoch()
             if ended:
                 return ended
-            trained = True
 
     def _control(self) -> tuple[str, str] | None:
         """Obey pause and stop requests between steps; (status, message) when the run must end."""
@@ -602,7 +389,9 @@ class Trainer:
     def _end_of_epoch(self) -> tuple[str, str] | None:
         """Count the epoch, validate, record it; (status, message) if its mean loss diverged."""
         tally = self._tally
-        self.epoch += 1
+        with self._stop_lock:
+            self.epoch += 1
+            self._between_epochs = True
         self.train_s = self._clock() - self.elapsed_before
         tl = (tally.loss / max(1, tally.n)).item()
         if not math.isfinite(tl):

@@ -29,8 +29,10 @@ from typing import Any, Callable
 import torch
 
 from . import data as D
-from .engine import TrainConfig, Trainer
+from .engine import Trainer
 from .errors import ConfigError, LabError
+from .plan import RunPlan, plan_run
+from .recipe import TrainConfig
 
 START_LR, END_LR, STEPS = 1e-6, 10.0, 200
 SMOOTHING = 0.98  # EMA weight of the past (debiased)
@@ -91,13 +93,14 @@ def _check(start: float, end: float, steps: int) -> None:
         raise ConfigError("end_lr", f"must be more than start_lr ({start:g}), got {end:g}")
 
 
-def lr_range_test(spec: list[dict], cfg: TrainConfig, mnist: D.Mnist, *, start_lr: float = START_LR,
-                  end_lr: float = END_LR, steps: int = STEPS, on_step: Callable[[dict], None] | None = None,
+def lr_range_test(plan: RunPlan, mnist: D.Mnist, *, start_lr: float = START_LR, end_lr: float = END_LR,
+                  steps: int = STEPS, on_step: Callable[[dict], None] | None = None,
                   cancel: threading.Event | None = None) -> LRFindResult:
-    """Run the LR range test on a fresh model of `spec` with `cfg`'s recipe; see the module docstring."""
+    """Run the LR range test on a fresh model of the plan's spec with its recipe; see the module docstring."""
     _check(start_lr, end_lr, steps)
     t0 = time.perf_counter()
-    trainer = Trainer(spec, cfg, mnist)  # model, optimizer, data split and loss exactly as a run would have
+    cfg = plan.cfg
+    trainer = Trainer(plan, mnist)  # model, optimizer, data split and loss exactly as a run would have
     model, opt, dev = trainer.model, trainer.optimizer, trainer.device
     x_all, y_all = mnist.train_x, mnist.train_y
     res = LRFindResult(steps_planned=steps, recipe_lr=cfg.lr)
@@ -146,8 +149,8 @@ def lr_range_test(spec: list[dict], cfg: TrainConfig, mnist: D.Mnist, *, start_l
 class FinderJob:
     """One LR range test in a daemon thread: progress, cancel, result (read from any thread)."""
 
-    def __init__(self, job_id: str, label: str, spec: list[dict], cfg: TrainConfig, steps: int):
-        self.id, self.label, self.spec, self.cfg, self.steps = job_id, label, spec, cfg, steps
+    def __init__(self, job_id: str, label: str, plan: RunPlan, steps: int):
+        self.id, self.label, self.plan, self.cfg, self.steps = job_id, label, plan, plan.cfg, steps
         self.cancel_event = threading.Event()
         self._lock = threading.Lock()
         self.status = "running"  # running | done | cancelled | failed
@@ -182,14 +185,10 @@ class LRFinder:
         self._jobs: dict[str, FinderJob] = {}
         self._seq = itertools.count(1)
 
-    def start(self, spec: list[dict], cfg: TrainConfig, *, label: str = "", steps: int = STEPS) -> str:
-        """Validate and start a range test; its id (ConfigError/SpecError now, other failures as status)."""
-        cfg.validate()
+    def start(self, plan: RunPlan, *, label: str = "", steps: int = STEPS) -> str:
+        """Start a range test of a validated plan; its id (ConfigError for `steps` now, other failures as status)."""
         _check(START_LR, END_LR, steps)
-        from .spec import validate_spec
-
-        validate_spec(spec)
-        job = FinderJob(f"lrf-{next(self._seq)}", label, spec, TrainConfig.from_dict(cfg.to_dict()), steps)
+        job = FinderJob(f"lrf-{next(self._seq)}", label, plan, steps)
         with self._lock:
             self._jobs[job.id] = job
         job.thread = threading.Thread(target=self._worker, args=(job,), name=f"cnnlab-{job.id}", daemon=True)
@@ -218,7 +217,7 @@ class LRFinder:
         try:
             if self._threads is not None:
                 torch.set_num_threads(max(1, int(self._threads())))
-            res = lr_range_test(job.spec, job.cfg, self._mnist_loader(), steps=job.steps, on_step=job.on_step,
+            res = lr_range_test(job.plan, self._mnist_loader(), steps=job.steps, on_step=job.on_step,
                                 cancel=job.cancel_event)
             job.result = res
             job.status = "cancelled" if res.stop_reason == "cancelled" else "done"
@@ -228,11 +227,11 @@ class LRFinder:
             job.status = "failed"
 
 
-def preset_config(name: str, **overrides: Any) -> tuple[list[dict], TrainConfig]:
-    """(spec, validated TrainConfig) of a preset with recipe overrides (None ignored; `data` merged)."""
+def preset_config(name: str, **overrides: Any) -> RunPlan:
+    """The validated plan of a preset with recipe overrides (None ignored; `data` merged): the CLI's entry."""
     from .presets import get_preset
 
     p = get_preset(name)
     recipe = dict(p.recipe)
     data = {**(recipe.pop("data", None) or {}), **(overrides.pop("data", None) or {})}
-    return p.spec, TrainConfig.from_dict({**recipe, "data": data}, **overrides).validate()
+    return plan_run(p.spec, TrainConfig.from_dict({**recipe, "data": data}, **overrides))

@@ -6,52 +6,33 @@ import time
 
 from . import __version__
 from .callbacks import Callback
-from .engine import TrainConfig, TrainResult, Trainer
+from .engine import TrainResult, Trainer
 from .errors import DiskFullError
+from .plan import RunPlan
 from .runs import RunHandle, RunStore
-from .spec import summarize
 
 FLUSH_EVERY_S = 0.5  # a kill loses at most this much of the step curve
 
 
-def run_config(preset: str, spec: list[dict], cfg: TrainConfig, *, parent: dict | None = None,
-               source: str = "app", title: str = "") -> dict:
+def run_config(preset: str, plan: RunPlan, *, parent: dict | None = None, source: str = "app",
+               title: str = "") -> dict:
     """The immutable config.json of a run: architecture, recipe, data options, parent."""
     return {
         "preset": preset,
         "title": title,
-        "spec": spec,
-        "recipe": cfg.to_dict(),
-        "params": summarize(spec).total_params,
+        "spec": plan.spec,
+        "recipe": plan.cfg.to_dict(),
+        "params": plan.params,
         "parent": parent,
         "source": source,
         "cnnlab_version": __version__,
     }
 
 
-def check_run_config(config: dict) -> None:
-    """LabError unless a run's config.json holds a spec and a recipe that a launch would accept.
-
-    Where runs enter from outside (an imported zip), so resume and fork later trust them.
-    """
-    from .errors import LabError
-    from .spec import validate_spec
-
-    spec = config.get("spec")
-    if not isinstance(spec, list):
-        raise LabError(f"config.json spec must be a list of layers, got {type(spec).__name__}")
-    try:
-        validate_spec(spec)
-        TrainConfig.from_dict(config.get("recipe")).validate()
-    except LabError as exc:
-        raise LabError(f"config.json: {exc}") from None
-
-
-def create_run(store: RunStore, preset: str, spec: list[dict], cfg: TrainConfig, *, name: str | None = None,
+def create_run(store: RunStore, preset: str, plan: RunPlan, *, name: str | None = None,
                parent: dict | None = None, source: str = "app", run_id: str | None = None) -> RunHandle:
-    """Validate and create a run folder (status queued), its writer lock held by the returned handle."""
-    cfg.validate()
-    return store.create(run_config(preset, spec, cfg, parent=parent, source=source), name=name, run_id=run_id,
+    """Create a run folder (status queued) for a validated plan, its writer lock held by the returned handle."""
+    return store.create(run_config(preset, plan, parent=parent, source=source), name=name, run_id=run_id,
                         lock=True)
 
 

@@ -20,10 +20,12 @@ import torch
 
 from . import data as D
 from .callbacks import Callback
-from .engine import TrainConfig, Trainer, evaluate
+from .engine import Trainer
+from .evaluation import evaluate
 from .fsutil import atomic_write_bytes
+from .plan import RunPlan, plan_run
 from .presets import get_preset
-from .spec import summarize
+from .recipe import TrainConfig
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 RECORD = Path(os.environ.get("CNNLAB_REPRODUCTION_RECORD") or DOCS / "reproduction.json")  # env: tests point elsewhere
@@ -64,12 +66,13 @@ class _StopAfter(Callback):
 
 def time_steps(name: str, steps: int = 12, warm: int = 2, device: str = "auto", **smoke: Any) -> dict:
     """Seconds per training step of a preset's recipe, measured over `steps - warm` steps after `warm`."""
-    from .engine import Control
+    from .control import Control
 
-    cfg = recipe_config(name, 0, device=device, **smoke)
+    plan = recipe_plan(name, 0, device=device, **smoke)
+    cfg = plan.cfg
     control = Control()
     timer = _StopAfter(control, steps, warm)
-    trainer = Trainer(get_preset(name).spec, cfg, D.load_mnist(), control=control, callbacks=[timer])
+    trainer = Trainer(plan, D.load_mnist(), control=control, callbacks=[timer])
     trainer.run()
     if timer.t_end is None or timer.t_warm is None:
         raise RuntimeError(f"{name}: timing stopped before step {steps}")
@@ -78,12 +81,18 @@ def time_steps(name: str, steps: int = 12, warm: int = 2, device: str = "auto", 
             "epoch_s": per_step * cfg.steps_per_epoch(), "batch_size": cfg.batch_size}
 
 
+def recipe_plan(name: str, seed: int, **overrides: Any) -> RunPlan:
+    """The validated plan of a preset's architecture and `recipe_config`: where `reproduce` enters."""
+    return plan_run(get_preset(name).spec, recipe_config(name, seed, **overrides))
+
+
 def recipe_config(name: str, seed: int, *, subset: int | None = None, **overrides: Any) -> TrainConfig:
-    """The preset's full recipe with its seed; overrides (device, or epochs and subset for a smoke run)."""
+    """The preset's full recipe with its seed; overrides (device, or epochs and subset for a smoke run).
+    Not validated: `recipe_plan` (or `plan.plan_run`) does that."""
     recipe = dict(get_preset(name).recipe)
     if subset is not None:
         recipe["data"] = {**recipe.get("data", {}), "subset": subset}
-    return TrainConfig.from_dict(recipe, seed=seed, **overrides).validate()
+    return TrainConfig.from_dict(recipe, seed=seed, **overrides)
 
 
 def run_recipe(name: str, seed: int, *, device: str = "auto", save: bool = True,
@@ -95,10 +104,11 @@ def run_recipe(name: str, seed: int, *, device: str = "auto", save: bool = True,
     from .recorder import RunRecorder, create_run
     from .runs import RunStore
 
-    from .engine import Control
+    from .control import Control
 
     p = get_preset(name)
-    cfg = recipe_config(name, seed, device=device, **smoke)
+    plan = recipe_plan(name, seed, device=device, **smoke)
+    cfg = plan.cfg
     curve: list[list[float]] = []
     control = Control()
     t0 = time.perf_counter()
@@ -115,10 +125,10 @@ def run_recipe(name: str, seed: int, *, device: str = "auto", save: bool = True,
     run = None
     callbacks: list[Callback] = [_Curve()]
     if save:
-        run = create_run(RunStore(), p.name, p.spec, cfg, name=f"reproduce {name} seed {seed}", source="reproduce")
+        run = create_run(RunStore(), p.name, plan, name=f"reproduce {name} seed {seed}", source="reproduce")
         callbacks.insert(0, RunRecorder(run))
     mnist = D.load_mnist()
-    trainer = Trainer(p.spec, cfg, mnist, control=control, callbacks=callbacks)
+    trainer = Trainer(plan, mnist, control=control, callbacks=callbacks)
     result = trainer.run()
     wall = time.perf_counter() - t0
     train_images_acc = None
@@ -142,9 +152,10 @@ def reproduce(name: str, seeds: list[int], *, device: str = "auto", budget_h: fl
     `smoke` (epochs, subset) shortens the recipe for a quick check; such an entry is marked `smoke`.
     """
     p = get_preset(name)
-    cfg = recipe_config(name, seeds[0], device=device, **smoke)
+    plan = recipe_plan(name, seeds[0], device=device, **smoke)
+    cfg = plan.cfg
     entry: dict[str, Any] = {
-        "preset": name, "title": p.title, "params": summarize(p.spec).total_params, "reported": p.reported,
+        "preset": name, "title": p.title, "params": plan.params, "reported": p.reported,
         "reported_test_acc": p.reported_test_acc, "source": p.source, "epochs": cfg.epochs,
         "batch_size": cfg.batch_size, "validation": cfg.data.val_source, "machine": machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "smoke": bool(smoke),
@@ -206,9 +217,10 @@ def entry_from_runs(name: str, run_ids: list[str]) -> dict:
     """A reproduction entry from runs already in the store (all of one preset's recipe)."""
     p = get_preset(name)
     runs = [run_figures(r) for r in run_ids]
-    cfg = recipe_config(name, 0)
+    plan = recipe_plan(name, 0)
+    cfg = plan.cfg
     entry: dict[str, Any] = {
-        "preset": name, "title": p.title, "params": summarize(p.spec).total_params, "reported": p.reported,
+        "preset": name, "title": p.title, "params": plan.params, "reported": p.reported,
         "reported_test_acc": p.reported_test_acc, "source": p.source, "epochs": cfg.epochs,
         "batch_size": cfg.batch_size, "validation": cfg.data.val_source, "machine": machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "smoke": False, "extrapolated": False,

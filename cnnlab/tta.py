@@ -2,7 +2,7 @@
 image and its copies shifted a few pixels up, down, left and right (black fill).
 
 A recipe's `tta_shift` (pixels, 0 = plain evaluation) is applied wherever the run's test accuracy is
-computed: the Trainer's final test evaluation (engine.evaluate) and Compare's evaluation of saved weights.
+computed: the Trainer's final test evaluation (evaluation.evaluate) and Compare's evaluation of saved weights.
 Validation during training stays plain (one forward pass an image).
 """
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cnnlab import fsutil
 from cnnlab.jobs import JobManager
+from cnnlab.plan import plan_run
 from cnnlab.recorder import RunRecorder
 from cnnlab.runs import RunStore
 
@@ -55,7 +56,7 @@ def main() -> None:
     fsutil._atomic_write = atomic_write
     RunRecorder.on_epoch = on_epoch
     mgr = JobManager(RunStore(Path(store)), max_concurrent=1, threads=1)
-    rid = mgr.submit("tiny", TINY, cfg(epochs=epochs))
+    rid = mgr.submit("tiny", plan_run(TINY, cfg(epochs=epochs)))
     print(rid, flush=True)
     mgr.wait(rid)
     sys.exit(f"the kill point {point} of epoch {epoch} was never reached")

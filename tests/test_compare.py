@@ -14,7 +14,10 @@ import pytest
 import torch
 
 from cnnlab import compare as C
-from cnnlab.engine import Control, TrainConfig, Trainer
+from cnnlab.control import Control
+from cnnlab.engine import Trainer
+from cnnlab.plan import plan_run
+from cnnlab.recipe import TrainConfig
 from cnnlab.errors import LabError
 from cnnlab.plots import evaluation as P
 from cnnlab.presets import get_preset
@@ -37,14 +40,14 @@ def make_runs(root: Path, mnist) -> dict[str, str]:
     run, a corrupt folder. Returns {role: run id}."""
     store = RunStore(root)
     spec = get_preset("seed002").spec
-    a = create_run(store, "seed002", spec, _tiny_cfg(1), name="alpha", source="cli")
-    Trainer(spec, _tiny_cfg(1), mnist, callbacks=[RunRecorder(a)]).run()
+    a = create_run(store, "seed002", plan_run(spec, _tiny_cfg(1)), name="alpha", source="cli")
+    Trainer(plan_run(spec, _tiny_cfg(1)), mnist, callbacks=[RunRecorder(a)]).run()
     store.set_tags(a.id, ["baseline", "tiny"])
     # a fork like JobManager.fork makes: alpha's epoch-1 weights, counters continuing alpha's, its clock
     # restarting at zero; plus a live LR change at its first step
-    fork = create_run(store, "seed002", spec, _tiny_cfg(2), name="alpha fork", parent={"run_id": a.id, "epoch": 1})
+    fork = create_run(store, "seed002", plan_run(spec, _tiny_cfg(2)), name="alpha fork", parent={"run_id": a.id, "epoch": 1})
     control = Control()
-    trainer = Trainer(spec, _tiny_cfg(2), mnist, control=control, callbacks=[RunRecorder(fork)],
+    trainer = Trainer(plan_run(spec, _tiny_cfg(2)), mnist, control=control, callbacks=[RunRecorder(fork)],
                       init_weights=a.load_checkpoint("last")["model"])
     trainer.epoch, trainer.step = 1, trainer.steps_per_epoch
     control.live.set(lr=0.0005)

@@ -9,9 +9,10 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from cnnlab import settings
-from cnnlab.engine import TrainConfig
 from cnnlab.models import build_model
+from cnnlab.plan import plan_run
 from cnnlab.presets import get_preset
+from cnnlab.recipe import TrainConfig
 from cnnlab.recorder import run_config
 from cnnlab.runs import RunStore
 
@@ -22,7 +23,7 @@ K = "draw_"
 def save_run(preset: str = "seed002", name: str = "draw test run", seed: int = 0) -> str:
     """A run in the test's store with seeded untrained weights in best.pt and last.pt."""
     p = get_preset(preset)
-    run = RunStore().create(run_config(preset, p.spec, TrainConfig.from_dict({**p.recipe, "epochs": 1})),
+    run = RunStore().create(run_config(preset, plan_run(p.spec, TrainConfig.from_dict({**p.recipe, "epochs": 1}))),
                             name=name)
     torch.manual_seed(seed)
     sd = build_model(p.spec).state_dict()

@@ -1,5 +1,6 @@
 """Training loop: validation of hyperparameters, schedules, determinism, divergence, control, live changes."""
 
+import dataclasses
 import math
 import threading
 import time
@@ -9,9 +10,14 @@ import torch
 
 from cnnlab import engine as E
 from cnnlab.callbacks import Callback
-
-from cnnlab.errors import ConfigError
+from cnnlab.control import Control
+from cnnlab.errors import ConfigError, SpecError
+from cnnlab.evaluation import evaluate
+from cnnlab.optim import schedule_factor
+from cnnlab.plan import plan_run
 from cnnlab.presets import get_preset
+from cnnlab.recipe import TrainConfig
+from cnnlab.spec import summarize
 
 SMALL = get_preset("seed002").spec
 
@@ -35,7 +41,7 @@ class Collect(Callback):
 
 def cfg(**kw):
     data = kw.pop("data", {})
-    return E.TrainConfig.from_dict({"optimizer": "adam", "lr": 1e-3, "batch_size": 64, "epochs": 1,
+    return TrainConfig.from_dict({"optimizer": "adam", "lr": 1e-3, "batch_size": 64, "epochs": 1,
                                     "data": {"subset": 640, "val_size": 500, **data}, **kw})
 
 
@@ -55,12 +61,26 @@ def test_wrong_hyperparameters_fail_before_training_naming_the_field(field, valu
 
 def test_unknown_option_and_batch_larger_than_data_are_refused():
     with pytest.raises(ConfigError) as err:
-        E.TrainConfig.from_dict({"learning_rate": 0.1})
+        TrainConfig.from_dict({"learning_rate": 0.1})
     assert err.value.field == "learning_rate"
     with pytest.raises(ConfigError, match="larger than the 640 training images"):
         cfg(batch_size=1000).validate()
     with pytest.raises(ConfigError, match="data.flip"):
-        E.TrainConfig.from_dict({"data": {"flip": True}})
+        TrainConfig.from_dict({"data": {"flip": True}})
+
+
+def test_a_plan_is_checked_where_it_enters_and_cannot_change_afterwards():
+    plan = plan_run(SMALL, cfg())
+    assert plan.params == summarize(SMALL).total_params and plan.spec is SMALL
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.cfg.lr = 100.0  # a trusted recipe stays the one that was checked
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.cfg.data.subset = 10**9
+    with pytest.raises(ConfigError) as err:
+        plan_run(SMALL, cfg(lr=-1.0))  # the recipe first, naming its field
+    assert err.value.field == "lr"
+    with pytest.raises(SpecError, match="layer 0"):
+        plan_run([{"type": "linear", "out": 10}], cfg())
 
 
 @pytest.mark.parametrize("name", ["step", "onecycle", "cosine"])
@@ -78,7 +98,7 @@ def test_schedules_match_torch_schedulers(name):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     for step in range(total):
         epoch = step // spe
-        ours = 0.1 * E.schedule_factor(c, step, epoch, total)
+        ours = 0.1 * schedule_factor(c, step, epoch, total)
         assert math.isclose(ours, opt.param_groups[0]["lr"], rel_tol=1e-6, abs_tol=1e-12), (step, ours)
         opt.step()
         if name == "step":
@@ -90,8 +110,8 @@ def test_schedules_match_torch_schedulers(name):
 
 def test_same_seed_same_curves_and_a_real_model_learns(mnist):
     a, b = Collect(), Collect()
-    ra = E.Trainer(SMALL, cfg(seed=7), mnist, callbacks=[a]).run()
-    E.Trainer(SMALL, cfg(seed=7), mnist, callbacks=[b]).run()
+    ra = E.Trainer(plan_run(SMALL, cfg(seed=7)), mnist, callbacks=[a]).run()
+    E.Trainer(plan_run(SMALL, cfg(seed=7)), mnist, callbacks=[b]).run()
     assert [s["loss"] for s in a.steps] == [s["loss"] for s in b.steps]
     assert ra.status == "done" and ra.test_acc > 0.25  # 640 images, 10 steps: well above chance (0.1)
     losses = [s["loss"] for s in a.steps]
@@ -99,13 +119,13 @@ def test_same_seed_same_curves_and_a_real_model_learns(mnist):
     assert len(a.steps) == 10 and a.epochs[0]["val_acc"] > 0.25
     assert sum(map(sum, ra.confusion)) == 10000 and len(ra.per_class_acc) == 10
     c = Collect()
-    E.Trainer(SMALL, cfg(seed=8), mnist, callbacks=[c]).run()
+    E.Trainer(plan_run(SMALL, cfg(seed=8)), mnist, callbacks=[c]).run()
     assert [s["loss"] for s in c.steps] != [s["loss"] for s in a.steps]
 
 
 def test_step_records_carry_loss_accuracy_lr_and_throughput(mnist):
     col = Collect()
-    E.Trainer(SMALL, cfg(scheduler="onecycle", lr=0.01), mnist, callbacks=[col]).run()
+    E.Trainer(plan_run(SMALL, cfg(scheduler="onecycle", lr=0.01)), mnist, callbacks=[col]).run()
     rec = col.steps[3]
     assert {"loss", "acc", "lr", "ips", "step", "epoch", "t"} <= set(rec)
     assert rec["ips"] > 0 and 0 <= rec["acc"] <= 1
@@ -116,7 +136,7 @@ def test_step_records_carry_loss_accuracy_lr_and_throughput(mnist):
 def test_huge_lr_diverges_with_a_message(mnist):
     col = Collect()
     spec = get_preset("seed004").spec  # (seed002 at this LR dies quietly: all ReLUs off, loss flat)
-    r = E.Trainer(spec, cfg(optimizer="sgd", lr=10.0, momentum=0.9, epochs=2), mnist, callbacks=[col]).run()
+    r = E.Trainer(plan_run(spec, cfg(optimizer="sgd", lr=10.0, momentum=0.9, epochs=2)), mnist, callbacks=[col]).run()
     assert r.status == "diverged"
     assert "lower the learning rate" in r.message and "step" in r.message
     assert col.events[-1]["event"] == "diverged"
@@ -124,7 +144,7 @@ def test_huge_lr_diverges_with_a_message(mnist):
 
 def test_log_softmax_net_and_label_smoothing_train(mnist):
     spec = get_preset("seed001").spec
-    r = E.Trainer(spec, cfg(optimizer="sgd", lr=0.05, label_smoothing=0.1, data={"augment": True}), mnist).run()
+    r = E.Trainer(plan_run(spec, cfg(optimizer="sgd", lr=0.05, label_smoothing=0.1, data={"augment": True})), mnist).run()
     assert r.status == "done" and math.isfinite(r.test_loss)
 
 
@@ -137,8 +157,8 @@ def _wait(pred, what, timeout=60.0):
 
 def test_stop_pause_and_live_lr_between_steps(mnist):
     col = Collect()
-    control = E.Control()
-    trainer = E.Trainer(SMALL, cfg(epochs=50, data={"subset": 2000}), mnist, control=control, callbacks=[col])
+    control = Control()
+    trainer = E.Trainer(plan_run(SMALL, cfg(epochs=50, data={"subset": 2000})), mnist, control=control, callbacks=[col])
     th = threading.Thread(target=trainer.run, daemon=True)
     th.start()
     _wait(lambda: len(col.steps) >= 3, "first steps")
@@ -163,7 +183,7 @@ def test_stop_pause_and_live_lr_between_steps(mnist):
 
 
 def test_live_lr_rescales_the_schedule(mnist):
-    trainer = E.Trainer(SMALL, cfg(scheduler="step", step_size=1, gamma=0.5, epochs=2, lr=0.01), mnist)
+    trainer = E.Trainer(plan_run(SMALL, cfg(scheduler="step", step_size=1, gamma=0.5, epochs=2, lr=0.01)), mnist)
     trainer.live.set(lr=0.02)
     trainer._apply_live()
     assert trainer.current_lr() == pytest.approx(0.02)
@@ -179,7 +199,7 @@ def test_evaluate_restores_training_mode(mnist):
     from cnnlab.models import build_model
 
     model = build_model(SMALL).train()
-    loss, acc, preds = E.evaluate(model, mnist.test_x[:200], mnist.test_y[:200], torch.device("cpu"))
+    loss, acc, preds = evaluate(model, mnist.test_x[:200], mnist.test_y[:200], torch.device("cpu"))
     assert model.training and preds.shape == (200,) and 0 <= acc <= 1
 
 
@@ -225,7 +245,7 @@ class Hooks(Callback):
 
 def test_every_callback_gets_every_hook_in_list_order(mnist):
     log = []
-    trainer = E.Trainer(SMALL, cfg(epochs=2), mnist, callbacks=[Hooks("a", log), Hooks("b", log, publish=True)])
+    trainer = E.Trainer(plan_run(SMALL, cfg(epochs=2)), mnist, callbacks=[Hooks("a", log), Hooks("b", log, publish=True)])
     assert trainer.run().status == "done"
     a = [(hook, step) for tag, hook, step in log if tag == "a"]
     assert [(t, h, s) for t, h, s in log if t == "b"] == [("b", h, s) for h, s in a]  # b saw what a saw
@@ -239,7 +259,7 @@ def test_every_callback_gets_every_hook_in_list_order(mnist):
 
 
 def test_stop_after_this_epoch_ends_at_the_epoch_boundary(mnist):
-    control = E.Control()
+    control = Control()
     log = []
 
     class StopAt3(Hooks):
@@ -248,7 +268,7 @@ def test_stop_after_this_epoch_ends_at_the_epoch_boundary(mnist):
             if rec["step"] == 3:
                 control.stop_after_epoch.set()
 
-    result = E.Trainer(SMALL, cfg(epochs=3), mnist, control=control, callbacks=[StopAt3("a", log)]).run()
+    result = E.Trainer(plan_run(SMALL, cfg(epochs=3)), mnist, control=control, callbacks=[StopAt3("a", log)]).run()
     assert result.status == "stopped" and "after epoch 1" in result.message
     assert result.epochs_done == 1 and result.step == 10  # the epoch in progress was finished, not cut
     hooks = [(h, s) for _, h, s in log]
@@ -262,7 +282,7 @@ DROPPY = [{"type": "conv", "out": 8, "k": 3, "stride": 2}, {"type": "relu"}, {"t
 
 def _losses(mnist, c, callbacks=(), before_run=None, resume_state=None, status="done"):
     col = Collect()
-    trainer = E.Trainer(DROPPY, c, mnist, callbacks=[col, *callbacks], resume_state=resume_state)
+    trainer = E.Trainer(plan_run(DROPPY, c), mnist, callbacks=[col, *callbacks], resume_state=resume_state)
     if before_run:
         before_run(trainer)
     assert trainer.run().status == status
@@ -275,7 +295,7 @@ def test_starting_a_second_trainer_does_not_change_the_first_ones_curve(mnist):
     class StartAnother(Callback):
         def on_step(self, trainer, rec):
             if rec["step"] == 3:  # another job starts (and trains) while this one is running
-                assert E.Trainer(DROPPY, cfg(seed=4), mnist).run().status == "done"
+                assert E.Trainer(plan_run(DROPPY, cfg(seed=4)), mnist).run().status == "done"
 
     together, _ = _losses(mnist, cfg(seed=3, epochs=2), [StartAnother()])
     assert together == alone

@@ -18,10 +18,12 @@ import torch
 from cnnlab import cli
 from cnnlab import data as D
 from cnnlab import export as E
-from cnnlab.engine import TrainConfig, Trainer
+from cnnlab.engine import Trainer
 from cnnlab.models import build_model
 from cnnlab.modelsource import build_eval_model
+from cnnlab.plan import plan_run
 from cnnlab.presets import get_preset, preset_names
+from cnnlab.recipe import TrainConfig
 from cnnlab.recorder import RunRecorder, create_run
 from cnnlab.runs import RunStore
 from cnnlab.spec import LAYER_TYPES
@@ -57,8 +59,8 @@ def trained(tmp_path_factory, mnist):
     store = RunStore(tmp_path_factory.mktemp("export") / "runs")
     p = get_preset("fast")
     cfg = TrainConfig.from_dict({**p.recipe, "device": "cpu", "data": {"subset": 4000, "val_size": 1000}})
-    run = create_run(store, "fast", p.spec, cfg, name="fast on 4k")
-    result = Trainer(p.spec, cfg, mnist, callbacks=[RunRecorder(run)]).run()
+    run = create_run(store, "fast", plan_run(p.spec, cfg), name="fast on 4k")
+    result = Trainer(plan_run(p.spec, cfg), mnist, callbacks=[RunRecorder(run)]).run()
     assert result.status == "done", result.message
     assert result.test_acc > 0.8  # a real, if small, model
     return store, run.id
@@ -205,7 +207,7 @@ def test_zip_cli_and_errors(trained, tmp_path, monkeypatch, capsys) -> None:
     assert "(x - 0.1307) / 0.3081" in (tmp_path / "o" / "README.md").read_text()
     assert cli.main(["export", rid, "--format", "torchscript", "--out", str(tmp_path / "t")]) == 0
     assert (tmp_path / "t" / "model.pt").is_file()
-    empty = create_run(store, "custom", ALL_TYPES, TrainConfig(device="cpu"))
+    empty = create_run(store, "custom", plan_run(ALL_TYPES, TrainConfig(device="cpu")))
     assert cli.main(["export", empty.id, "--out", str(tmp_path / "e")]) == 2
     assert "no best/last.pt yet" in capsys.readouterr().err
     assert E.run_code_problem(store, empty.id).startswith("no saved weights")
@@ -220,9 +222,9 @@ def test_compare_page_offers_the_model_as_code(manager, tmp_path) -> None:
     from test_jobs import TINY, cfg
 
     store = manager.store
-    with_weights = manager.submit("tiny", TINY, cfg(epochs=1), name="trained")
+    with_weights = manager.submit("tiny", plan_run(TINY, cfg(epochs=1)), name="trained")
     assert manager.wait(with_weights, timeout=300).status == "done"
-    bare = create_run(store, "tiny", TINY, cfg(), name="no weights yet").id
+    bare = create_run(store, "tiny", plan_run(TINY, cfg()), name="no weights yet").id
     page = str(Path(__file__).resolve().parents[1] / "app_pages" / "compare.py")
     at = AppTest.from_file(page, default_timeout=120)
     at.run()

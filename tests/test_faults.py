@@ -18,6 +18,7 @@ import pytest
 
 from cnnlab.errors import LabError
 from cnnlab.jobs import JobManager
+from cnnlab.plan import plan_run
 from cnnlab.runlock import RunBusy
 from cnnlab.runs import ImportRefused, RunStore
 
@@ -96,7 +97,7 @@ def test_two_processes_resuming_one_run_at_once_only_one_trains(store) -> None:
 
 
 def test_a_run_trained_here_is_refused_to_other_writers(mgr, store) -> None:
-    rid = mgr.submit("tiny", TINY, cfg(epochs=1000))
+    rid = mgr.submit("tiny", plan_run(TINY, cfg(epochs=1000)))
     other = JobManager(store, max_concurrent=1, threads=1)  # e.g. a second app process on the store
     with pytest.raises(RunBusy, match=f"run {rid} is being trained by process {os.getpid()}"):
         other.resume(rid)
@@ -143,7 +144,7 @@ def test_kill_at_each_write_point_then_resume_and_fork_from_every_epoch(mgr, sto
 
 
 def test_fork_uses_last_or_best_when_the_epoch_file_is_corrupt(mgr, store) -> None:
-    rid = mgr.submit("tiny", TINY, cfg(epochs=2))
+    rid = mgr.submit("tiny", plan_run(TINY, cfg(epochs=2)))
     assert mgr.wait(rid, 120).status == "done"
     run = store.get(rid)
     assert run.load_checkpoint("last")["epoch"] == 2
@@ -188,7 +189,7 @@ def test_a_full_disk_fails_the_run_with_a_message_and_resume_works_once_space_is
     store = RunStore(small_disk / "runs")
     mgr = JobManager(store, max_concurrent=1, mnist_loader=lambda: mnist, threads=1)
     try:
-        rid = mgr.submit("tiny", TINY, cfg(epochs=1000))
+        rid = mgr.submit("tiny", plan_run(TINY, cfg(epochs=1000)))
         deadline = time.monotonic() + 120
         while mgr.get(rid).epochs_done < 1:
             assert time.monotonic() < deadline, "the first epoch never finished"
@@ -234,7 +235,7 @@ def _rezip(data: bytes, replace: dict[str, bytes]) -> bytes:
 
 @pytest.fixture
 def exported(mgr, store) -> bytes:
-    rid = mgr.submit("tiny", TINY, cfg(epochs=2))
+    rid = mgr.submit("tiny", plan_run(TINY, cfg(epochs=2)))
     assert mgr.wait(rid, 120).status == "done"
     data = store.export_zip(rid)
     store.delete(rid)

@@ -12,6 +12,7 @@ from cnnlab.callbacks import Callback
 from cnnlab.engine import Trainer
 from cnnlab.jobs import JobManager
 from cnnlab.models import build_model
+from cnnlab.plan import plan_run
 from cnnlab.runs import RunStore
 from cnnlab.trainform import StoredRunView
 
@@ -34,7 +35,7 @@ class Collect(Callback):
 
 def train(spec=NET, every=4, init=None, **over) -> tuple[Collect, Trainer]:
     sink = Collect()
-    trainer = Trainer(spec, cfg(epochs=1, **over), _mnist(), callbacks=[H.LayerHealth(every), sink],
+    trainer = Trainer(plan_run(spec, cfg(epochs=1, **over)), _mnist(), callbacks=[H.LayerHealth(every), sink],
                       init_weights=init)
     assert trainer.run().status == "done"
     return sink, trainer
@@ -121,7 +122,7 @@ def test_jobs_record_health_in_the_store_and_saved_runs_show_it(tmp_path, mnist)
     store = RunStore(tmp_path / "runs")
     mgr = JobManager(store, mnist_loader=lambda: mnist)
     try:
-        rid = mgr.submit("tiny", TINY, cfg(epochs=1))
+        rid = mgr.submit("tiny", plan_run(TINY, cfg(epochs=1)))
         view = mgr.wait(rid, timeout=120)
         assert view.status == "done"
         live = H.HealthCache(rid)

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnnlab.health import LayerHealth
 from cnnlab.models import build_model
+from cnnlab.plan import plan_run
 from cnnlab.recorder import RunRecorder, create_run
 from test_health import NET
 from test_jobs import cfg
@@ -27,8 +28,8 @@ def _dead_run(store, mnist) -> str:
     with torch.no_grad():
         model[0].bias.fill_(-100.0)
     c = cfg(epochs=1)
-    run = create_run(store, "custom", NET, c, name="dead relus", source="cli")
-    Trainer(NET, c, mnist, callbacks=[RunRecorder(run), LayerHealth(every=4)], init_weights=model.state_dict()).run()
+    run = create_run(store, "custom", plan_run(NET, c), name="dead relus", source="cli")
+    Trainer(plan_run(NET, c), mnist, callbacks=[RunRecorder(run), LayerHealth(every=4)], init_weights=model.state_dict()).run()
     return run.id
 
 

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from cnnlab.data import DataConfig, load_mnist
-from cnnlab.engine import TrainConfig
 from cnnlab.errors import ConfigError, LabError
 from cnnlab.jobs import FINAL, JobManager, threads_per_job
-from cnnlab.runs.records import merge_records
+from cnnlab.plan import plan_run
+from cnnlab.recipe import TrainConfig
 from cnnlab.runs import RunStore
+from cnnlab.runs.records import merge_records
 
 # a ~3k-parameter net: steps take milliseconds, so tests measure the manager, not the model
 TINY = [{"type": "conv", "out": 8, "k": 3, "stride": 2}, {"type": "relu"}, {"type": "maxpool", "k": 2},
@@ -60,11 +61,11 @@ def test_thread_budget_shares_the_cores_among_running_jobs(mgr) -> None:
     assert threads_per_job(1, cores=2) == 2 and threads_per_job(2, cores=2) == 1
     assert threads_per_job(2, cores=16) == 8 and threads_per_job(4, cores=2) == 1
     cores = threads_per_job(1)
-    first = mgr.submit("tiny", TINY, cfg(epochs=500), name="alone")
+    first = mgr.submit("tiny", plan_run(TINY, cfg(epochs=500)), name="alone")
     job = mgr._jobs[first]
     wait_for(lambda: mgr.get(first).step > 2, what="the first job")
     assert job._threads == cores  # alone: every core, like the CLI
-    second = mgr.submit("tiny", TINY, cfg(epochs=500), name="second")
+    second = mgr.submit("tiny", plan_run(TINY, cfg(epochs=500)), name="second")
     wait_for(lambda: mgr.get(second).step > 2, what="the second job")
     s = mgr.get(first).step
     wait_for(lambda: mgr.get(first).step > s + 1, what="the first job's next steps")
@@ -81,7 +82,7 @@ def test_cnnlab_threads_fixes_each_jobs_thread_count(store, mnist, monkeypatch) 
     monkeypatch.setenv("CNNLAB_THREADS", "1")
     m = JobManager(store, mnist_loader=lambda: mnist)
     try:
-        rid = m.submit("tiny", TINY, cfg(epochs=500))
+        rid = m.submit("tiny", plan_run(TINY, cfg(epochs=500)))
         wait_for(lambda: m.get(rid).step > 2, what="the job's first steps")
         assert m._jobs[rid]._threads == 1  # alone, yet one thread: the machine is shared
     finally:
@@ -93,15 +94,15 @@ def test_cnnlab_threads_fixes_each_jobs_thread_count(store, mnist, monkeypatch) 
 
 def test_submit_validates_before_queueing(mgr, store) -> None:
     with pytest.raises(ConfigError) as exc:
-        mgr.submit("tiny", TINY, cfg(lr=-1.0))
+        mgr.submit("tiny", plan_run(TINY, cfg(lr=-1.0)))
     assert exc.value.field == "lr"
     with pytest.raises(LabError):
-        mgr.submit("tiny", [{"type": "linear", "out": 10}], cfg())  # no flatten: shapes do not fit
+        mgr.submit("tiny", plan_run([{"type": "linear", "out": 10}], cfg()))  # no flatten: shapes do not fit
     assert store.list_runs() == [] and mgr.jobs() == []
 
 
 def test_pause_freezes_steps_until_unpause_and_stop_is_fast(mgr, store) -> None:
-    rid = mgr.submit("tiny", TINY, cfg(epochs=500))
+    rid = mgr.submit("tiny", plan_run(TINY, cfg(epochs=500)))
     v = mgr.get(rid)
     wait_for(lambda: v.step >= 3, what="a few steps")
     mgr.pause(rid)
@@ -128,7 +129,7 @@ def test_pause_freezes_steps_until_unpause_and_stop_is_fast(mgr, store) -> None:
 
 
 def test_live_lr_reaches_optimizer_at_next_step_and_scheduler_keeps_its_shape(mgr, store) -> None:
-    rid = mgr.submit("tiny", TINY, cfg(epochs=500, scheduler="step", step_size=1, gamma=0.5))
+    rid = mgr.submit("tiny", plan_run(TINY, cfg(epochs=500, scheduler="step", step_size=1, gamma=0.5)))
     v = mgr.get(rid)
     wait_for(lambda: v.step >= 2, what="steps")
     mgr.pause(rid)
@@ -173,7 +174,7 @@ def test_live_lr_reaches_optimizer_at_next_step_and_scheduler_keeps_its_shape(mg
 
 
 def test_two_jobs_run_at_once_and_the_others_wait_in_order(mgr, store) -> None:
-    ids = [mgr.submit("tiny", TINY, cfg(epochs=500), name=f"job {i}") for i in range(4)]
+    ids = [mgr.submit("tiny", plan_run(TINY, cfg(epochs=500)), name=f"job {i}") for i in range(4)]
     views = [mgr.get(i) for i in ids]
     wait_for(lambda: views[0].step > 0 and views[1].step > 0, what="two running jobs")
     s0, s1 = views[0].step, views[1].step
@@ -196,8 +197,8 @@ def test_two_jobs_run_at_once_and_the_others_wait_in_order(mgr, store) -> None:
 
 
 def test_diverging_job_ends_diverged_while_another_finishes_and_readers_agree(mgr, store) -> None:
-    bad = mgr.submit("tiny", TINY, cfg(lr=10.0, epochs=3))
-    good = mgr.submit("tiny", TINY, cfg(epochs=2))
+    bad = mgr.submit("tiny", plan_run(TINY, cfg(lr=10.0, epochs=3)))
+    good = mgr.submit("tiny", plan_run(TINY, cfg(epochs=2)))
     gv = mgr.get(good)
     seen: dict[int, list[dict]] = {}
 
@@ -243,9 +244,9 @@ def test_jobs_that_raise_fail_with_their_traceback_and_the_queue_goes_on(tmp_pat
 
     m = JobManager(store, max_concurrent=1, mnist_loader=loader)
     try:
-        a = m.submit("tiny", TINY, cfg(epochs=1))
-        b = m.submit("tiny", TINY, cfg(epochs=1), init_weights={"0_conv.weight": torch.zeros(3)})
-        c = m.submit("tiny", TINY, cfg(epochs=1))
+        a = m.submit("tiny", plan_run(TINY, cfg(epochs=1)))
+        b = m.submit("tiny", plan_run(TINY, cfg(epochs=1)), init_weights={"0_conv.weight": torch.zeros(3)})
+        c = m.submit("tiny", plan_run(TINY, cfg(epochs=1)))
         assert m.wait(c, 60).status == "done"
         av, bv = m.get(a), m.get(b)
         assert av.status == "failed" and "MNIST is not available" in av.message
@@ -281,7 +282,7 @@ def test_a_started_job_says_what_it_does_until_its_first_step(store, mnist) -> N
     try:
         preload = m.preload_data()  # the app loads the data at start, in the background
         wait_for(lambda: calls, what="the preload to call the loader")
-        rid = m.submit("tiny", TINY, cfg(epochs=1))
+        rid = m.submit("tiny", plan_run(TINY, cfg(epochs=1)))
         view = m.get(rid)
         wait_for(lambda: view.phase == PHASES["data"], what="the loading phase")
         level, line = tf.status_line(view)
@@ -300,7 +301,7 @@ def test_a_started_job_says_what_it_does_until_its_first_step(store, mnist) -> N
 def test_fork_starts_from_the_parents_epoch_weights_and_records_its_parent(store, mnist) -> None:
     m = JobManager(store, max_concurrent=1, mnist_loader=lambda: mnist)
     try:
-        p = m.submit("tiny", TINY, cfg(epochs=500), name="parent")
+        p = m.submit("tiny", plan_run(TINY, cfg(epochs=500)), name="parent")
         pv = m.get(p)
         wait_for(lambda: pv.epochs_done >= 1, what="the parent's first epoch")
         with pytest.raises(ConfigError):
@@ -338,12 +339,12 @@ def test_resume_continues_the_numbering_and_reproduces_the_uninterrupted_curve(s
     mgr = JobManager(store, max_concurrent=2, mnist_loader=lambda: mnist, threads=1)
     # 64 steps an epoch: room to stop the third run mid-epoch 2 even when this test thread is starved
     recipe = dict(optimizer="adam", lr=2e-3, epochs=2, batch_size=16, data=DataConfig(subset=1024, val_size=500))
-    straight = mgr.submit("tiny", TINY, cfg(**recipe))
-    at_boundary = mgr.submit("tiny", TINY, cfg(**recipe))
+    straight = mgr.submit("tiny", plan_run(TINY, cfg(**recipe)))
+    at_boundary = mgr.submit("tiny", plan_run(TINY, cfg(**recipe)))
     mgr.stop(at_boundary, after_epoch=True)  # finishes and saves epoch 1, then stops
     assert mgr.wait(straight, 60).status == "done"
     assert mgr.wait(at_boundary, 60).status == "stopped"
-    mid = mgr.submit("tiny", TINY, cfg(**recipe))
+    mid = mgr.submit("tiny", plan_run(TINY, cfg(**recipe)))
     mv = mgr.get(mid)
     wait_for(lambda: mv.step > 66, 60, "a few steps of epoch 2")
     mgr.stop(mid)  # mid-epoch: the partial epoch is dropped on resume
@@ -388,14 +389,15 @@ def test_a_normal_exit_stops_running_jobs_cleanly(tmp_path) -> None:
         import sys, time
         sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
         from cnnlab.data import DataConfig
-        from cnnlab.engine import TrainConfig
         from cnnlab.jobs import JobManager
+        from cnnlab.plan import plan_run
+        from cnnlab.recipe import TrainConfig
         from cnnlab.runs import RunStore
         m = JobManager(RunStore({str(tmp_path / "runs")!r})).stop_on_exit()
         spec = {TINY!r}
         cfg = TrainConfig(optimizer="sgd", lr=0.05, batch_size=32, epochs=500, device="cpu",
                           data=DataConfig(subset=512, val_size=500))
-        rid = m.submit("tiny", spec, cfg)
+        rid = m.submit("tiny", plan_run(spec, cfg))
         while m.get(rid).step < 5:
             time.sleep(0.01)
         print(rid, flush=True)
@@ -411,14 +413,15 @@ def test_a_normal_exit_stops_running_jobs_cleanly(tmp_path) -> None:
 
 def test_a_cli_run_resumes_in_the_app_with_the_live_values_it_trained_with(mgr, store, mnist) -> None:
     """The CLI's Trainer and the app's jobs start LiveParams in one place: augmentation off reads 0 in both."""
-    from cnnlab.engine import Control, LiveParams, Trainer
+    from cnnlab.control import Control, LiveParams
+    from cnnlab.engine import Trainer
     from cnnlab.recorder import RunRecorder, create_run
 
     c = cfg(epochs=2)  # augmentation off (its strength field keeps its default, 1.0)
-    run = create_run(store, "tiny", TINY, c, source="cli")
+    run = create_run(store, "tiny", plan_run(TINY, c), source="cli")
     control = Control()  # what `python -m cnnlab train` does: no LiveParams of its own
     control.stop_after_epoch.set()
-    result = Trainer(TINY, c, mnist, control=control, callbacks=[RunRecorder(run)]).run()
+    result = Trainer(plan_run(TINY, c), mnist, control=control, callbacks=[RunRecorder(run)]).run()
     assert result.status == "stopped" and result.epochs_done == 1
     assert control.live.snapshot() == LiveParams.from_config(c).snapshot()
     assert control.live.snapshot()["aug_strength"] == 0.0

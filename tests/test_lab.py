@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnnlab.lab import Lab, RunGone
+from cnnlab.plan import plan_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "app_pages").glob("*.py")) + [ROOT / "app.py"]
@@ -26,7 +27,7 @@ def _tiny_job(manager, name: str) -> str:
 
     vals = tf.form_defaults("fast")
     vals.update(subset=512, val_size=500, epochs=1, batch_size=64)
-    rid = manager.submit("fast", tf.preset_spec("fast")[0], tf.build_config(vals), name=name)
+    rid = manager.submit("fast", plan_run(tf.preset_spec("fast")[0], tf.build_config(vals)), name=name)
     manager.pause(rid)
     return rid
 

@@ -8,7 +8,11 @@ import pytest
 
 from cnnlab.callbacks import Callback
 from cnnlab.data import DataConfig
-from cnnlab.engine import Control, TrainConfig, Trainer, schedule_factor, stretched_step
+from cnnlab.control import Control
+from cnnlab.engine import Trainer
+from cnnlab.optim import schedule_factor, stretched_step
+from cnnlab.plan import plan_run
+from cnnlab.recipe import TrainConfig
 from cnnlab.errors import ConfigError
 from cnnlab.jobs import FINAL
 from test_jobs import TINY, cfg, events, mgr, steps, store, wait_for  # noqa: F401 - fixtures
@@ -38,7 +42,7 @@ class _SetAt(Callback):
 def _train(mnist, c: TrainConfig, at: int, epochs: int) -> tuple[Trainer, list[dict]]:
     control = Control()
     sink = _SetAt(control, at, epochs)
-    trainer = Trainer(TINY, c, mnist, control=control, callbacks=[sink])
+    trainer = Trainer(plan_run(TINY, c), mnist, control=control, callbacks=[sink])
     result = trainer.run()
     assert result.status == "done", result.message
     return trainer, sink.recs
@@ -92,7 +96,7 @@ def test_fewer_epochs_than_in_progress_ends_after_the_current_epoch(mnist) -> No
 
 def test_live_epochs_are_validated() -> None:
     control = Control()
-    from cnnlab.engine import LiveParams
+    from cnnlab.control import LiveParams
 
     control.live = LiveParams(0.1, 0.9, 0.0, 0.0, 2)
     for bad in (0, 1001, 2.5, "3", True):
@@ -111,8 +115,8 @@ def _pause_mid_epoch_one(mgr, rid: str) -> None:
 
 
 def test_running_jobs_extend_2_to_3_and_shorten_3_to_2(mgr, store) -> None:
-    longer = mgr.submit("tiny", TINY, cfg(epochs=2, data=BIG), name="extend")
-    shorter = mgr.submit("tiny", TINY, cfg(epochs=3, data=BIG), name="shorten")
+    longer = mgr.submit("tiny", plan_run(TINY, cfg(epochs=2, data=BIG)), name="extend")
+    shorter = mgr.submit("tiny", plan_run(TINY, cfg(epochs=3, data=BIG)), name="shorten")
     for rid in (longer, shorter):
         wait_for(lambda rid=rid: mgr.get(rid).step >= 3, what="first steps")
         _pause_mid_epoch_one(mgr, rid)
@@ -143,7 +147,7 @@ def test_running_jobs_extend_2_to_3_and_shorten_3_to_2(mgr, store) -> None:
 
 def test_resume_keeps_a_live_epochs_change(mgr, store) -> None:
     # a: extended, then stopped after its first epoch (last.pt holds the new count)
-    a = mgr.submit("tiny", TINY, cfg(epochs=2, data=BIG), name="a")
+    a = mgr.submit("tiny", plan_run(TINY, cfg(epochs=2, data=BIG)), name="a")
     wait_for(lambda: mgr.get(a).step >= 2, what="first steps")
     _pause_mid_epoch_one(mgr, a)
     mgr.set_live(a, epochs=3)
@@ -152,7 +156,7 @@ def test_resume_keeps_a_live_epochs_change(mgr, store) -> None:
     assert mgr.wait(a, timeout=300).status == "stopped"
     assert mgr.get(a).epochs_done == 1
     # b: extended in its second epoch, then stopped at once (the change is newer than last.pt)
-    b = mgr.submit("tiny", TINY, cfg(epochs=2, data=BIG), name="b")
+    b = mgr.submit("tiny", plan_run(TINY, cfg(epochs=2, data=BIG)), name="b")
     wait_for(lambda: mgr.get(b).epochs_done >= 1, what="epoch 1")
     mgr.pause(b)
     wait_for(lambda: mgr.get(b).status in ("paused", *FINAL), what="pause")
@@ -181,7 +185,7 @@ def test_resume_keeps_a_live_epochs_change(mgr, store) -> None:
 def test_planned_epochs_falls_back_to_the_recipe(store) -> None:
     from cnnlab.recorder import create_run
 
-    h = create_run(store, "tiny", TINY, cfg(epochs=4))
+    h = create_run(store, "tiny", plan_run(TINY, cfg(epochs=4)))
     assert h.planned_epochs() == 4
     h.write_status(epochs_planned=6)
     assert h.planned_epochs() == 6

@@ -8,7 +8,9 @@ import pytest
 
 from cnnlab import cli
 from cnnlab.data import DataConfig
-from cnnlab.engine import TrainConfig, Trainer
+from cnnlab.engine import Trainer
+from cnnlab.plan import plan_run
+from cnnlab.recipe import TrainConfig
 from cnnlab.errors import ConfigError, SpecError
 from cnnlab.lrfind import END_LR, START_LR, STEPS, LRFinder, lr_at, lr_range_test, preset_config, suggest
 from cnnlab.plots.lrfind import lr_find_figure
@@ -23,8 +25,7 @@ def found(mnist):
 
     def get(name: str):
         if name not in cache:
-            spec, c = preset_config(name)
-            cache[name] = lr_range_test(spec, c, mnist)
+            cache[name] = lr_range_test(preset_config(name), mnist)
         return cache[name]
     return get
 
@@ -32,7 +33,7 @@ def found(mnist):
 @pytest.mark.parametrize("preset", ["seed004", "fast"])
 def test_suggestion_is_within_3x_of_the_recipe_lr(found, preset) -> None:
     res = found(preset)
-    recipe_lr = preset_config(preset)[1].lr
+    recipe_lr = preset_config(preset).cfg.lr
     assert res.recipe_lr == recipe_lr
     assert recipe_lr / 3 <= res.suggestion <= recipe_lr * 3, (preset, res.suggestion, res.min_lr)
     assert res.suggestion == pytest.approx(res.min_lr / 10) and res.rule == "min/10"
@@ -44,9 +45,9 @@ def test_suggestion_is_within_3x_of_the_recipe_lr(found, preset) -> None:
 
 def test_the_suggested_lr_trains_a_subset_run(found, mnist) -> None:
     res = found("seed004")
-    spec, c = preset_config("seed004", lr=float(f"{res.suggestion:.2g}"), epochs=1, device="cpu",
-                            data={"subset": 4000, "val_size": 1000})
-    result = Trainer(spec, c, mnist).run()
+    plan = preset_config("seed004", lr=float(f"{res.suggestion:.2g}"), epochs=1, device="cpu",
+                         data={"subset": 4000, "val_size": 1000})
+    result = Trainer(plan, mnist).run()
     assert result.status == "done", result.message
     assert result.test_acc >= 0.9, result.test_acc
 
@@ -65,7 +66,7 @@ def test_sweep_and_suggestion_rule() -> None:
 def test_finder_job_reports_progress_and_can_be_cancelled(mnist) -> None:
     finder = LRFinder(mnist_loader=lambda: mnist)
     c = cfg(data=DataConfig(subset=4096, val_size=500))
-    long = finder.start(TINY, c, label="tiny", steps=2000)
+    long = finder.start(plan_run(TINY, c), label="tiny", steps=2000)
     job = finder.get(long)
     wait_for(lambda: job.step >= 5 or job.done, what="finder steps")
     assert job.status == "running" and 0 < job.progress < 1 and job.last["lr"] > 0
@@ -73,15 +74,15 @@ def test_finder_job_reports_progress_and_can_be_cancelled(mnist) -> None:
     job = finder.wait(long, timeout=120)
     assert job.status == "cancelled" and job.result.stop_reason == "cancelled"
     assert 5 <= len(job.result.lrs) < 2000
-    short = finder.wait(finder.start(TINY, c, steps=60), timeout=300)
+    short = finder.wait(finder.start(plan_run(TINY, c), steps=60), timeout=300)
     assert short.status == "done" and short.result.lrs and short.progress == pytest.approx(
         len(short.result.lrs) / 60)
     with pytest.raises(ConfigError):
-        finder.start(TINY, c, steps=5)
+        finder.start(plan_run(TINY, c), steps=5)
     with pytest.raises(SpecError):
-        finder.start([{"type": "linear", "out": 10}], c)
+        finder.start(plan_run([{"type": "linear", "out": 10}], c))
     with pytest.raises(ConfigError):
-        finder.start(TINY, TrainConfig(batch_size=0))
+        finder.start(plan_run(TINY, TrainConfig(batch_size=0)))
 
 
 def test_cli_lr_find_prints_the_suggestion(capsys) -> None:

@@ -9,9 +9,10 @@ import pytest
 
 from cnnlab import trainform as tf
 from cnnlab.cli import main
-from cnnlab.engine import TrainConfig
 from cnnlab.errors import ConfigError, SpecError
 from cnnlab.jobs import JobManager
+from cnnlab.plan import plan_run
+from cnnlab.recipe import TrainConfig
 from cnnlab.runs import RunStore
 
 from test_jobs import TINY, cfg
@@ -45,8 +46,8 @@ def test_a_spec_that_is_not_a_list_says_so(tmp_path, mnist, spec, needle):
     mgr = JobManager(RunStore(tmp_path / "runs"), mnist_loader=lambda: mnist)
     try:
         with pytest.raises(SpecError, match=needle):
-            mgr.submit("tiny", spec, cfg())
-        assert mgr.submit("tiny", TINY, cfg(epochs=1))  # the manager goes on
+            mgr.submit("tiny", plan_run(spec, cfg()))
+        assert mgr.submit("tiny", plan_run(TINY, cfg(epochs=1)))  # the manager goes on
     finally:
         mgr.shutdown()
 

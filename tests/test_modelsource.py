@@ -12,12 +12,14 @@ import pytest
 import torch
 
 from cnnlab.data import DataConfig
-from cnnlab.engine import TrainConfig, Trainer
+from cnnlab.engine import Trainer
 from cnnlab.errors import CheckpointError, LabError
 from cnnlab.inference import probes, robustness
 from cnnlab.models import build_model
 from cnnlab.modelsource import ModelRef, ModelSource
+from cnnlab.plan import plan_run
 from cnnlab.presets import get_preset
+from cnnlab.recipe import TrainConfig
 from cnnlab.recorder import RunRecorder, create_run, run_config
 from cnnlab.runs import RunStore
 from cnnlab.settings import limit_threads
@@ -28,7 +30,7 @@ def make_run(store: RunStore, preset: str = "seed002", which=("best", "last"), s
     """A run folder with untrained (seeded) weights in best.pt / last.pt, as the recorder writes them."""
     p = get_preset(preset)
     cfg = TrainConfig.from_dict({**p.recipe, "epochs": 1})
-    run = store.create(run_config(preset, p.spec, cfg), name=f"{preset} test", run_id=run_id)
+    run = store.create(run_config(preset, plan_run(p.spec, cfg)), name=f"{preset} test", run_id=run_id)
     torch.manual_seed(seed)
     sd = state if state is not None else build_model(p.spec).state_dict()
     for w in which:
@@ -49,8 +51,8 @@ def trained(tmp_path_factory, mnist):
     p = get_preset("seed002")
     cfg = TrainConfig.from_dict({**p.recipe, "epochs": 1, "batch_size": 20,
                                  "data": DataConfig(subset=600, val_size=500).to_dict()})
-    run = create_run(store, p.name, p.spec, cfg, name="tiny seed002")
-    Trainer(p.spec, cfg, mnist, callbacks=[RunRecorder(run)]).run()
+    run = create_run(store, p.name, plan_run(p.spec, cfg), name="tiny seed002")
+    Trainer(plan_run(p.spec, cfg), mnist, callbacks=[RunRecorder(run)]).run()
     return store, run.id
 
 

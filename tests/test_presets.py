@@ -85,13 +85,16 @@ def test_unknown_preset_lists_the_known_ones():
 
 def test_best_recipe_validates_and_trains_a_few_steps_with_its_test_time_augmentation(mnist):
     from cnnlab import engine as E
+    from cnnlab.evaluation import evaluate
+    from cnnlab.plan import plan_run
+    from cnnlab.recipe import TrainConfig
 
     p = get_preset("best")
-    cfg = E.TrainConfig.from_dict(p.recipe).validate()
+    cfg = TrainConfig.from_dict(p.recipe).validate()
     assert cfg.tta_shift > 0 and cfg.data.augment and cfg.scheduler == "onecycle"
     small = {**p.recipe, "epochs": 1, "data": {**p.recipe["data"], "subset": 512, "val_size": 200}}
-    trainer = E.Trainer(p.spec, E.TrainConfig.from_dict(small), mnist)
+    trainer = E.Trainer(plan_run(p.spec, TrainConfig.from_dict(small)), mnist)
     result = trainer.run()
     assert result.status == "done" and result.step == 4
-    assert result.test_acc == E.evaluate(trainer.model, mnist.test_x, mnist.test_y, trainer.device,
-                                         channels_last=True, tta_shift=cfg.tta_shift)[1]
+    assert result.test_acc == evaluate(trainer.model, mnist.test_x, mnist.test_y, trainer.device,
+                                       channels_last=True, tta_shift=cfg.tta_shift)[1]

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnnlab.errors import ConfigError
+from cnnlab.plan import plan_run
 
 from test_jobs import TINY, cfg, wait_for
 
@@ -21,11 +22,11 @@ def _infos(at: AppTest) -> str:
 
 
 def test_a_queued_job_names_the_jobs_holding_the_slots_and_the_page_raises_the_limit(manager):
-    first = manager.submit("tiny", TINY, cfg(epochs=1000), name="first")
-    second = manager.submit("tiny", TINY, cfg(epochs=1000), name="second")
+    first = manager.submit("tiny", plan_run(TINY, cfg(epochs=1000)), name="first")
+    second = manager.submit("tiny", plan_run(TINY, cfg(epochs=1000)), name="second")
     manager.pause(second)
     wait_for(lambda: manager.get(second).status == "paused", what="the pause")
-    third = manager.submit("tiny", TINY, cfg(epochs=1), name="third")
+    third = manager.submit("tiny", plan_run(TINY, cfg(epochs=1)), name="third")
     view = manager.get(third)
     assert view.status == "queued"
     assert "“first” (running)" in view.message and "“second” (paused)" in view.message

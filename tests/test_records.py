@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
+from cnnlab.plan import plan_run
 from cnnlab.runs import records as R
 from cnnlab.fsutil import atomic_write_bytes
 from cnnlab.jobs import JobManager
@@ -116,7 +117,7 @@ def test_a_finished_jobs_records_are_freed_and_read_from_the_store(tmp_path, mni
     store = RunStore(tmp_path / "runs")
     mgr = JobManager(store, max_concurrent=1, mnist_loader=lambda: mnist)
     try:
-        rid = mgr.submit("tiny", TINY, cfg(epochs=1))
+        rid = mgr.submit("tiny", plan_run(TINY, cfg(epochs=1)))
         view = mgr.get(rid)
         seen, k = [], 0
         while view.status not in ("done", "stopped", "failed", "diverged"):

@@ -23,6 +23,7 @@ from cnnlab.data import DataConfig
 from cnnlab.errors import CheckpointError, ConfigError, DataMissingError, LabError, SpecError
 from cnnlab.jobs import JobManager
 from cnnlab.models import build_model
+from cnnlab.plan import plan_run
 from cnnlab.presets import get_preset
 from cnnlab.runs import RunStore
 from cnnlab.spec import MAX_ACT_BYTES, MAX_PARAMS, validate_spec
@@ -123,8 +124,8 @@ def test_missing_data_fails_only_its_job(tmp_path, store, mnist):
     (tmp_path / "file").write_text("x")
     m = JobManager(store, max_concurrent=1, mnist_loader=loader, threads=1)
     try:
-        bad = m.submit("tiny", TINY, cfg(epochs=1))
-        good = m.submit("tiny", TINY, cfg(epochs=1))
+        bad = m.submit("tiny", plan_run(TINY, cfg(epochs=1)))
+        good = m.submit("tiny", plan_run(TINY, cfg(epochs=1)))
         assert m.wait(good, 60).status == "done"
         v = m.get(bad)
         assert v.status == "failed" and "MNIST is not available" in v.message
@@ -160,19 +161,19 @@ def test_a_form_missing_a_field_names_it():
 
 
 def test_bad_submissions_are_refused_without_touching_a_running_job(mgr, store):
-    rid = mgr.submit("tiny", TINY, cfg(epochs=30, data=DataConfig(subset=2000, val_size=500)))
+    rid = mgr.submit("tiny", plan_run(TINY, cfg(epochs=30, data=DataConfig(subset=2000, val_size=500))))
     deadline = time.monotonic() + 60
     while mgr.get(rid).step < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     before = set(p.name for p in store.root.iterdir())
     bad = [
-        lambda: mgr.submit("tiny", TINY, cfg(lr=float("nan"))),
-        lambda: mgr.submit("tiny", TINY, cfg(batch_size=0)),
-        lambda: mgr.submit("tiny", TINY, cfg(epochs=10**6)),
-        lambda: mgr.submit("tiny", [{"type": "conv", "out": 100_000, "pad": 1}, {"type": "flatten"},
-                                    {"type": "linear", "out": 10}], cfg()),
-        lambda: mgr.submit("tiny", [], cfg()),
-        lambda: mgr.submit("tiny", "conv out=8", cfg()),
+        lambda: mgr.submit("tiny", plan_run(TINY, cfg(lr=float("nan")))),
+        lambda: mgr.submit("tiny", plan_run(TINY, cfg(batch_size=0))),
+        lambda: mgr.submit("tiny", plan_run(TINY, cfg(epochs=10**6))),
+        lambda: mgr.submit("tiny", plan_run([{"type": "conv", "out": 100_000, "pad": 1}, {"type": "flatten"},
+                                    {"type": "linear", "out": 10}], cfg())),
+        lambda: mgr.submit("tiny", plan_run([], cfg())),
+        lambda: mgr.submit("tiny", plan_run("conv out=8", cfg())),
         lambda: tf.launch(mgr, "fast", True, "conv out=abc\nflatten\nlinear out=10", tf.form_defaults("fast")),
         lambda: tf.launch(mgr, "fast", False, "", {**tf.form_defaults("fast"), "lr": -1.0}),
         lambda: mgr.resume("../../etc"),
@@ -228,7 +229,7 @@ def test_custom_architecture_text_never_raises_past_check_spec_text(text, needle
                                   "line\nbreak\ttab", "\u202eevil.exe", "  ", "C:\\Windows\\x"])
 def test_run_names_are_display_text_never_paths(mgr, store, tmp_path, name):
     before = sorted(p.name for p in tmp_path.iterdir())
-    rid = mgr.submit("tiny", TINY, cfg(epochs=1), name=name)
+    rid = mgr.submit("tiny", plan_run(TINY, cfg(epochs=1)), name=name)
     stored = store.get(rid).meta["name"]
     assert len(stored) <= 200 and stored.strip() == stored and stored
     assert not any(ord(c) < 32 or c == "\u202e" for c in stored)
@@ -245,7 +246,7 @@ def test_run_names_are_display_text_never_paths(mgr, store, tmp_path, name):
 @pytest.fixture
 def stopped_run(mgr, store):
     """A TINY run stopped after its first epoch of two (last.pt, epoch_1.pt saved)."""
-    rid = mgr.submit("tiny", TINY, cfg(epochs=2))
+    rid = mgr.submit("tiny", plan_run(TINY, cfg(epochs=2)))
     mgr.stop(rid, after_epoch=True)
     assert mgr.wait(rid, 60).status == "stopped"
     return rid

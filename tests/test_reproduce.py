@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cnnlab import reproduce as R
 from cnnlab import trainform as tf
+from cnnlab.plan import plan_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,8 +75,8 @@ def test_entry_from_runs_reads_stored_runs_back(mnist):
 
     p = get_preset("fast")
     cfg = R.recipe_config("fast", 0, subset=512)
-    run = create_run(RunStore(), "fast", p.spec, cfg, name="from-runs")
-    result = Trainer(p.spec, cfg, mnist, callbacks=[RunRecorder(run)]).run()
+    run = create_run(RunStore(), "fast", plan_run(p.spec, cfg), name="from-runs")
+    result = Trainer(plan_run(p.spec, cfg), mnist, callbacks=[RunRecorder(run)]).run()
     entry = R.entry_from_runs("fast", [run.id])
     assert entry["from_store"] and entry["runs"][0]["run_id"] == run.id
     assert entry["test_acc_mean"] == result.test_acc and entry["runs"][0]["epochs"] == 1

@@ -14,8 +14,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnnlab.compare import filter_rows, table_rows
-from cnnlab.engine import TrainConfig, Trainer
+from cnnlab.engine import Trainer
+from cnnlab.plan import plan_run
 from cnnlab.presets import get_preset
+from cnnlab.recipe import TrainConfig
 from cnnlab.recorder import RunRecorder, run_config
 from cnnlab.runs import RunStore
 from cnnlab.sweeps.space import make_def
@@ -26,8 +28,8 @@ K = "sweep_"
 
 
 def _cfg(lr: float) -> TrainConfig:
-    return TrainConfig(optimizer="adam", lr=lr, batch_size=100, epochs=1, eval_batch_size=2000,
-                       data={"subset": 1000, "val_size": 1000})  # type: ignore[arg-type]
+    return TrainConfig.from_dict({"optimizer": "adam", "lr": lr, "batch_size": 100, "epochs": 1,
+                                  "eval_batch_size": 2000, "data": {"subset": 1000, "val_size": 1000}})
 
 
 @pytest.fixture(autouse=True)
@@ -53,15 +55,15 @@ def sweep(mnist, _tmp_store):
     ids = []
     for n, lr in enumerate((0.003, 0.0005), start=1):
         cfg = TrainConfig.from_dict({**_cfg(lr).to_dict(), "data": {"subset": 1000, "val_size": 1000}})
-        config = run_config("seed002", p.spec, cfg, source="sweep")
+        config = run_config("seed002", plan_run(p.spec, cfg), source="sweep")
         config.update(sweep=sid, sweep_params={"lr": lr}, sweep_trial=n)
         handle = store.create(config, name=f"t #{n}")
         if n == 1:
-            Trainer(p.spec, cfg, mnist, callbacks=[RunRecorder(handle)]).run()
+            Trainer(plan_run(p.spec, cfg), mnist, callbacks=[RunRecorder(handle)]).run()
         else:
             handle.write_status(status="running")  # a live trial of this (driver) process
         ids.append(handle.id)
-    plain = store.create(run_config("seed002", p.spec, _cfg(0.001)), name="not a trial")
+    plain = store.create(run_config("seed002", plan_run(p.spec, _cfg(0.001))), name="not a trial")
     plain.write_status(status="stopped")
     return sid, ids, plain.id
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from cnnlab.plan import plan_run
 
 
 
@@ -197,8 +198,8 @@ def test_refresh_reattaches_via_query_param(manager):
 
     vals = tf.form_defaults("fast")
     vals.update(subset=512, val_size=500, epochs=1, batch_size=64)
-    rid_a = manager.submit("fast", tf.preset_spec("fast")[0], tf.build_config(vals), name="a")
-    rid_b = manager.submit("fast", tf.preset_spec("fast")[0], tf.build_config(vals), name="b")
+    rid_a = manager.submit("fast", plan_run(tf.preset_spec("fast")[0], tf.build_config(vals)), name="a")
+    rid_b = manager.submit("fast", plan_run(tf.preset_spec("fast")[0], tf.build_config(vals)), name="b")
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.query_params["run"] = rid_a
     at.run()
@@ -232,7 +233,7 @@ def test_rename_from_the_page(manager):
 
     vals = tf.form_defaults("fast")
     vals.update(subset=256, val_size=500, epochs=1, batch_size=64)
-    rid = manager.submit("fast", tf.preset_spec("fast")[0], tf.build_config(vals))
+    rid = manager.submit("fast", plan_run(tf.preset_spec("fast")[0], tf.build_config(vals)))
     at = _app()
     at.text_input(key=K + f"rename_{rid}").input("my renamed run").run()
     assert manager.store.get(rid).meta["name"] == "my renamed run"
@@ -250,7 +251,7 @@ def _stopped_run(store, epochs_done: int = 1, epochs: int = 3, name: str = "save
     vals = tf.form_defaults("seed002")
     vals.update(subset=640, val_size=500, epochs=epochs, batch_size=64)
     other = JobManager(store, threads=1)
-    rid = other.submit("seed002", tf.preset_spec("seed002")[0], tf.build_config(vals), name=name)
+    rid = other.submit("seed002", plan_run(tf.preset_spec("seed002")[0], tf.build_config(vals)), name=name)
     assert epochs_done in (1, epochs)
     if epochs_done < epochs:
         other.stop(rid, after_epoch=True)  # ends once epoch 1 and its last.pt are saved

@@ -8,8 +8,11 @@ from cnnlab import data as D
 from cnnlab import engine as E
 from cnnlab import tta
 from cnnlab.errors import ConfigError
+from cnnlab.evaluation import evaluate
 from cnnlab.models import build_model
+from cnnlab.plan import plan_run
 from cnnlab.presets import get_preset
+from cnnlab.recipe import TrainConfig
 
 SPEC = get_preset("fast").spec
 
@@ -56,11 +59,11 @@ def test_evaluate_with_tta_reports_the_mean_softmax_prediction(mnist):
     model = build_model(SPEC, seed=2).eval()
     x, y = mnist.test_x[:300], mnist.test_y[:300]
     probs = tta.tta_probs(model, x, 1)
-    loss, acc, preds = E.evaluate(model, x, y, torch.device("cpu"), batch=128, tta_shift=1)
+    loss, acc, preds = evaluate(model, x, y, torch.device("cpu"), batch=128, tta_shift=1)
     assert torch.equal(preds, probs.argmax(1))
     assert acc == pytest.approx((probs.argmax(1) == y).float().mean().item())
     assert loss == pytest.approx(F.nll_loss(probs.log(), y).item(), rel=1e-5)
-    plain_loss, plain_acc, plain_preds = E.evaluate(model, x, y, torch.device("cpu"), batch=128)
+    plain_loss, plain_acc, plain_preds = evaluate(model, x, y, torch.device("cpu"), batch=128)
     assert torch.equal(plain_preds, tta.tta_probs(model, x, 0).argmax(1))
 
 
@@ -70,14 +73,14 @@ def test_a_runs_test_accuracy_uses_its_recipe_shift_and_compare_agrees(mnist, tm
     from cnnlab.runs import RunStore
 
     store = RunStore(tmp_path)
-    cfg = E.TrainConfig.from_dict({"optimizer": "sgd", "lr": 0.05, "batch_size": 64, "epochs": 1,
+    cfg = TrainConfig.from_dict({"optimizer": "sgd", "lr": 0.05, "batch_size": 64, "epochs": 1,
                                    "tta_shift": 2, "data": {"subset": 1024, "val_size": 500}})
-    run = create_run(store, "fast", SPEC, cfg, name="tta")
-    trainer = E.Trainer(SPEC, cfg, mnist, callbacks=[RunRecorder(run)])
+    run = create_run(store, "fast", plan_run(SPEC, cfg), name="tta")
+    trainer = E.Trainer(plan_run(SPEC, cfg), mnist, callbacks=[RunRecorder(run)])
     result = trainer.run()
     assert result.status == "done"
-    plain = E.evaluate(trainer.model, mnist.test_x, mnist.test_y, trainer.device)[1]
-    shifted = E.evaluate(trainer.model, mnist.test_x, mnist.test_y, trainer.device, tta_shift=2)[1]
+    plain = evaluate(trainer.model, mnist.test_x, mnist.test_y, trainer.device)[1]
+    shifted = evaluate(trainer.model, mnist.test_x, mnist.test_y, trainer.device, tta_shift=2)[1]
     assert result.test_acc == pytest.approx(shifted) and shifted != plain
     ev = evaluate_run(store, run.id, "last", mnist)
     assert (ev.preds == ev.labels).mean() == pytest.approx(result.test_acc)

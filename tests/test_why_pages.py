@@ -13,6 +13,7 @@ from cnnlab import compare as C
 from cnnlab import epochs as EP
 from cnnlab import fixes
 from cnnlab.engine import Trainer
+from cnnlab.plan import plan_run
 from cnnlab.recorder import RunRecorder, create_run
 from cnnlab.runs import RunStore
 from test_compare import runs_template, store  # noqa: F401  (fixtures: alpha, its fork, a diverged, a broken run)
@@ -72,8 +73,8 @@ def three_epochs(mnist) -> str:
     """A real run in the test's store with epoch_1..3.pt."""
     store = RunStore()
     c = cfg(epochs=3)
-    run = create_run(store, "custom", TINY, c, name="three epochs", source="cli")
-    assert Trainer(TINY, c, mnist, callbacks=[RunRecorder(run)]).run().status == "done"
+    run = create_run(store, "custom", plan_run(TINY, c), name="three epochs", source="cli")
+    assert Trainer(plan_run(TINY, c), mnist, callbacks=[RunRecorder(run)]).run().status == "done"
     return run.id
 
 

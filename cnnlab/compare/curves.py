@@ -42,7 +42,7 @@ def _steps_per_epoch(info: RunInfo) -> int | None:
     if info.steps_per_epoch:
         return info.steps_per_epoch
     try:
-        from ..engine import TrainConfig
+        from ..recipe import TrainConfig
 
         return TrainConfig.from_dict(info.recipe).steps_per_epoch()
     except Exception:  # an odd recipe only loses the fractional-epoch axis

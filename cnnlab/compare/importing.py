@@ -18,11 +18,11 @@ def import_run(store: RunStore, data: bytes, max_total: int | None = None) -> st
         raise ImportRefused("import refused: the upload is empty")
     if len(data) > limit:
         raise ImportRefused(f"import refused: the zip is {len(data):,} bytes, over the {limit:,}-byte limit")
-    from ..recorder import check_run_config
+    from ..plan import plan_from_config  # the spec and recipe checked like a launch's: resume and fork trust them
 
     if max_total is None:
-        return store.import_zip(bytes(data), check=check_run_config)
-    return store.import_zip(bytes(data), max_total=max_total, max_member=max_total, check=check_run_config)
+        return store.import_zip(bytes(data), check=plan_from_config)
+    return store.import_zip(bytes(data), max_total=max_total, max_member=max_total, check=plan_from_config)
 
 
 def already_imported(store: RunStore, data: bytes) -> str | None:

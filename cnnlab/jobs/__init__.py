@@ -30,7 +30,7 @@ Policies:
 - **Live epochs**: more epochs extend the run; fewer end it at the end of the epoch in progress (a value
   below the epochs already done or in progress ends it there, and the event records what was asked).
   One-cycle and cosine schedules re-stretch what is left of them over the new total from that step
-  (`engine.stretched_step`: no jump in the LR, the schedule ends at the new last step); StepLR keeps its
+  (`optim.stretched_step`: no jump in the LR, the schedule ends at the new last step); StepLR keeps its
   steps. The count is saved in every checkpoint and in status.json (`epochs_planned`), so a resumed run
   keeps it (a change made after the last checkpoint is applied again at the resume step, as a new
   `set` event), and a fork's default `epochs` is the parent's current count.

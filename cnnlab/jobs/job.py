@@ -11,10 +11,13 @@ from typing import Any, Callable
 import torch
 
 from ..callbacks import Callback
-from ..engine import Control, LiveParams, TrainConfig, TrainResult, Trainer
+from ..control import Control, LiveParams
+from ..engine import TrainResult, Trainer
+from ..plan import RunPlan
+from ..recipe import TrainConfig
 from ..runs import RunHandle
-from ..status import ACTIVE, FINAL
 from ..runs.records import RunRecords
+from ..status import ACTIVE, FINAL
 
 MAX_CONCURRENT = 16  # jobs at once, at most (the page's "Jobs at once")
 IPS_SMOOTHING = 0.1  # EMA weight of the newest images/s sample
@@ -42,11 +45,11 @@ def threads_per_job(running: int, cores: int | None = None) -> int:
 class _Job(Callback):
     """Everything about one job; the worker writes it (a Trainer callback after the recorder), views read it."""
 
-    def __init__(self, seq: int, handle: RunHandle, preset: str, spec: list[dict], cfg: TrainConfig, *,
-                 name: str, mode: str = "new", init_weights: dict | None = None, start_epoch: int = 0,
-                 fork_from: dict | None = None):
+    def __init__(self, seq: int, handle: RunHandle, preset: str, plan: RunPlan, *, name: str, mode: str = "new",
+                 init_weights: dict | None = None, start_epoch: int = 0, fork_from: dict | None = None):
         self.seq, self.handle, self.id = seq, handle, handle.id
-        self.preset, self.spec, self.cfg, self.name = preset, spec, cfg, name
+        cfg = plan.cfg
+        self.preset, self.plan, self.cfg, self.name = preset, plan, cfg, name
         self.mode, self.init_weights, self.start_epoch, self.fork_from = mode, init_weights, start_epoch, fork_from
         self.created = time.time()
         self.lock = threading.Lock()
@@ -192,6 +195,12 @@ class JobView:
             return waiting()
         return self._get("message")
 
+    def epoch_to_finish(self) -> int:
+        """The epoch after which a "stop after this epoch" asked now ends the job (its trainer's answer; before
+        the first step: the first epoch it trains)."""
+        trainer = self._job.trainer
+        return trainer.epoch_to_finish() if trainer is not None else self._get("epochs_done") + 1
+
     traceback = property(lambda self: self._get("traceback"))
     epoch = property(lambda self: self._get("epoch"), doc="epoch in progress, 1-based like step records")
     epochs_done = property(lambda self: self._get("epochs_done"))
@@ -229,8 +238,8 @@ class JobView:
         return self._job.control.live.snapshot()
 
     def config(self) -> TrainConfig:
-        """The job's recipe (a copy)."""
-        return TrainConfig.from_dict(self._job.cfg.to_dict())
+        """The job's recipe (frozen: shared, never changed)."""
+        return self._job.cfg
 
     def result(self) -> TrainResult | None:
         return self._get("result")

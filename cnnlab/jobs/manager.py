@@ -12,12 +12,13 @@ from typing import Callable
 
 from .. import data as D
 from .. import settings
-from ..engine import TrainConfig, Trainer
+from ..engine import Trainer
 from ..errors import CheckpointError, ConfigError, LabError
 from ..health import LayerHealth
+from ..plan import RunPlan, plan_run
+from ..recipe import TrainConfig
 from ..recorder import RunRecorder, create_run
 from ..runs import ACTIVE, RunHandle, RunInfo, RunStore, effective_status
-from ..spec import validate_spec
 from .job import FINAL, MAX_CONCURRENT, PHASES, JobView, _Job, threads_per_job
 
 
@@ -56,16 +57,13 @@ class JobManager:
         return thread
 
     # ---- submitting
-    def submit(self, preset: str, spec: list[dict], cfg: TrainConfig, *, name: str | None = None,
-               parent: dict | None = None, init_weights: dict | None = None) -> str:
-        """Validate (ConfigError/SpecError now), create the run folder (queued) and queue the job; its id."""
-        cfg.validate()
-        validate_spec(spec)
+    def submit(self, preset: str, plan: RunPlan, *, name: str | None = None, parent: dict | None = None,
+               init_weights: dict | None = None) -> str:
+        """Create the run folder (queued) of a validated plan and queue the job; its id."""
         with self._lock:
             self._check_open()
-            handle = create_run(self.store, preset, spec, cfg, name=name, parent=parent)
-            job = _Job(next(self._seq), handle, preset, spec, cfg, name=self._name(handle),
-                       init_weights=init_weights)
+            handle = create_run(self.store, preset, plan, name=name, parent=parent)
+            job = _Job(next(self._seq), handle, preset, plan, name=self._name(handle), init_weights=init_weights)
             self._enqueue(job)
         return job.id
 
@@ -87,15 +85,13 @@ class JobManager:
                 if state == "done":
                     raise LabError(f"run '{run_id}' is done; fork it to train further")
                 cfgd = handle.config
-                spec, cfg = cfgd.get("spec"), TrainConfig.from_dict(cfgd.get("recipe"))
-                cfg.validate()
-                validate_spec(spec)
+                plan = plan_run(cfgd.get("spec"), TrainConfig.from_dict(cfgd.get("recipe")))  # it enters from disk
                 parent = cfgd.get("parent") if isinstance(cfgd.get("parent"), dict) else None
                 handle.write_status(status="queued", message="waiting to resume", traceback=None)
             except BaseException:
                 handle.release_writer()
                 raise
-            job = _Job(next(self._seq), handle, str(cfgd.get("preset") or "run"), spec, cfg,
+            job = _Job(next(self._seq), handle, str(cfgd.get("preset") or "run"), plan,
                        name=self._name(handle), mode="resume", fork_from=parent,
                        start_epoch=int((parent or {}).get("epoch") or 0))
             self._enqueue(job)
@@ -118,18 +114,15 @@ class JobManager:
         if cfg.epochs <= epoch:
             raise ConfigError("epochs", f"the fork starts after epoch {epoch}, so epochs (the last epoch, counted "
                                         f"like the parent's) must be more than {epoch}, got {cfg.epochs}")
-        spec = cfgd.get("spec")
-        cfg.validate()
-        validate_spec(spec)
+        plan = plan_run(cfgd.get("spec"), cfg)
         parent = {"run_id": src.id, "epoch": epoch}
         if name is None:
             name = f"{self._name(src)} · fork @ epoch {epoch}"
         with self._lock:
             self._check_open()
-            handle = create_run(self.store, str(cfgd.get("preset") or "run"), spec, cfg, name=name, parent=parent)
-            job = _Job(next(self._seq), handle, str(cfgd.get("preset") or "run"), spec, cfg,
-                       name=self._name(handle), mode="fork", init_weights=weights, start_epoch=epoch,
-                       fork_from=parent)
+            handle = create_run(self.store, str(cfgd.get("preset") or "run"), plan, name=name, parent=parent)
+            job = _Job(next(self._seq), handle, str(cfgd.get("preset") or "run"), plan, name=self._name(handle),
+                       mode="fork", init_weights=weights, start_epoch=epoch, fork_from=parent)
             self._enqueue(job)
         return job.id
 
@@ -342,7 +335,7 @@ class JobManager:
                 job.set_phase(PHASES["resume"])
             resume_state = self._prepare_resume(job) if job.mode == "resume" else None
             job.set_phase(PHASES["model"])
-            trainer = Trainer(job.spec, job.cfg, mnist, control=job.control,
+            trainer = Trainer(job.plan, mnist, control=job.control,
                               callbacks=[RunRecorder(job.handle), LayerHealth(), job], resume_state=resume_state,
                               init_weights=job.init_weights)
             if resume_state is None and job.start_epoch:  # a fork: counters continue the parent's

@@ -27,8 +27,10 @@ from typing import Any, Callable
 
 from ray import tune
 
-from ..engine import TrainConfig, TrainResult
+from ..engine import TrainResult
 from ..errors import LabError
+from ..plan import plan_run
+from ..recipe import TrainConfig
 from ..recorder import RunRecorder, run_config
 from ..runs import RunHandle, RunStore
 from . import cluster
@@ -104,15 +106,14 @@ class StoreCallback(tune.Callback):
         params = {k: trial.config[k] for k in (p.field for p in self.defn.params) if k in trial.config}
         n = len(self.trials) + 1
         try:
-            spec, cfg = apply_sample(self.defn.spec, self.defn.recipe, params)
-            cfg.validate()
-        except LabError:
-            spec, cfg = self.defn.spec, TrainConfig.from_dict(self.defn.recipe)  # the trial reports the error itself
-        config = run_config(self.defn.preset, spec, cfg, source="sweep")
+            plan = plan_run(*apply_sample(self.defn.spec, self.defn.recipe, params))
+        except LabError:  # the trial reports the error itself; the base (checked by defn.validate) is recorded
+            plan = plan_run(self.defn.spec, TrainConfig.from_dict(self.defn.recipe))
+        config = run_config(self.defn.preset, plan, source="sweep")
         config.update(sweep=self.sweep_id, sweep_params=params, sweep_trial=n)
         handle = self.store.create(config, name=trial_name(self._name, n, params), lock=True)  # one writer
         recorder = RunRecorder(handle)
-        proxy = _TrialProxy(cfg)
+        proxy = _TrialProxy(plan.cfg)
         recorder.on_start(proxy)
         self.trials[trial.trial_id] = _Trial(n, handle, recorder, proxy, params)
         self.log(f"trial {n} started: {handle.id}  {trial_name('', n, params).split(': ', 1)[-1]}")
@@ -264,11 +265,14 @@ def _scheduler(defn: SweepDef) -> Any:
 def run_sweep(defn: SweepDef, *, address: str | None = None, sweep_id: str | None = None,
               store: RunStore | None = None, log: Callable[[str], None] | None = None,
               on_started: Callable[[str], None] | None = None, seed: int = 0) -> dict:
-    """Run a sweep to its end (or until stopped); returns the summary (`summary()`). LabError before start."""
+    """Run a sweep to its end (or until stopped); returns the summary (`summary()`). LabError before start.
+
+    `defn` was validated where it entered (`SweepDef.validate`: the CLI, the app's launcher); here it is only
+    checked against the CPUs of the Ray it gets.
+    """
     log = log or (lambda s: None)
     store = store or RunStore()
     sweeps = SweepStore(store)
-    defn.validate()
     sweep_id = sweep_id or new_sweep_id()
     from ..data import load_mnist
 
@@ -281,7 +285,7 @@ def run_sweep(defn: SweepDef, *, address: str | None = None, sweep_id: str | Non
     storage = tempfile.mkdtemp(prefix="cnnlab-tune-")
     callback = None
     try:
-        defn.validate(max_concurrent=info.cpus)
+        defn.fits(info.cpus)
         concurrent = defn.concurrent or min(defn.trials, info.cpus)
         threads = max(1, info.cpus // concurrent)
         sweeps.create(sweep_id, defn.to_dict(), address=info.address, concurrent=concurrent, cpus=info.cpus,

@@ -13,8 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..engine import TrainConfig
 from ..errors import ConfigError, SpecError
+from ..recipe import TrainConfig
 from ..spec import validate_spec
 
 KINDS = ("loguniform", "uniform", "int", "choice")
@@ -232,12 +232,17 @@ class SweepDef:
                 raise ConfigError("concurrent", f"must be a whole number of at least 1, got {self.concurrent!r}")
             if self.concurrent > self.trials:
                 raise ConfigError("concurrent", f"{self.concurrent} at once is more than the {self.trials} trials")
-            if max_concurrent is not None and self.concurrent > max_concurrent:
-                raise ConfigError("concurrent", f"{self.concurrent} trials at once is more than the {max_concurrent} "
-                                                "CPUs available to Ray; each trial needs at least one")
+            if max_concurrent is not None:
+                self.fits(max_concurrent)
         if self.early_stop and base_cfg.epochs < 2 and "epochs" not in seen:
             raise ConfigError("early_stop", "early stopping compares trials between epochs: needs epochs of 2 or more")
         return self
+
+    def fits(self, cpus: int) -> None:
+        """ConfigError unless the trials asked to run at once fit the CPUs Ray has (a validated definition)."""
+        if self.concurrent is not None and self.concurrent > cpus:
+            raise ConfigError("concurrent", f"{self.concurrent} trials at once is more than the {cpus} "
+                                            "CPUs available to Ray; each trial needs at least one")
 
     def grid_size(self) -> int:
         return math.prod(len(p.grid_values()) for p in self.params) if self.params else 1

@@ -22,6 +22,7 @@ from ray import tune
 from ..callbacks import Callback
 from ..engine import TrainResult, Trainer
 from ..errors import LabError
+from ..plan import plan_run
 from .space import apply_sample
 
 STEPS_PER_REPORT = 200  # step records sent back per epoch; the rest are thinned out
@@ -110,8 +111,8 @@ def trainable(config: dict, *, data: Any, base: dict, control: Any, threads: int
     torch.set_num_threads(max(1, int(threads)))
     trial_id = tune.get_context().get_trial_id()
     try:
-        spec, cfg = apply_sample(base["spec"], base["recipe"], config)
-        trainer = Trainer(spec, cfg, data, callbacks=[TuneReporter(control, trial_id)])
+        plan = plan_run(*apply_sample(base["spec"], base["recipe"], config))  # the trial's sample enters here
+        trainer = Trainer(plan, data, callbacks=[TuneReporter(control, trial_id)])
     except LabError as exc:  # e.g. a batch larger than a sampled subset: recorded as failed, the sweep goes on
         tune.report({"val_acc": 0.0, "epoch": 0, "_recs": [],
                      "_final": asdict(TrainResult(status="failed", message=str(exc)))})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine import TrainConfig
 from ..presets import get_preset
+from ..recipe import TrainConfig
 from ..runs import records as R
 from ..runs import RunStore
 from ..spec import parse_spec_text
@@ -23,7 +23,7 @@ def definition_from_form(preset: str, custom: bool, spec_text: str, params_text:
     spec = parse_spec_text(spec_text) if custom else p.spec
     recipe = dict(p.recipe)
     data = {**(recipe.pop("data", None) or {}), "subset": int(subset) if subset else None}
-    cfg = TrainConfig.from_dict({**recipe, "data": data}, epochs=int(epochs)).validate()
+    cfg = TrainConfig.from_dict({**recipe, "data": data}, epochs=int(epochs))  # validated by make_def
     lines = [ln.strip() for ln in (params_text or "").splitlines() if ln.strip() and not ln.strip().startswith("#")]
     return make_def(CUSTOM if custom else p.name, spec, cfg.to_dict(), lines, trials=int(trials),
                     concurrent=int(concurrent) or None, search=search, early_stop=bool(early_stop),

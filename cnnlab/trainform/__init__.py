@@ -5,13 +5,13 @@
   saved    the saved-runs list, resume and the fork form
 """
 
-from ..engine import TrainConfig
+from ..recipe import TrainConfig
 from .curves import REDRAW_EVERY_S, CurveCache, Redraw, reference_for, val_label, view_config
 from .form import (ACTIVE, CFG_FIELDS, CUSTOM, DATA_FIELDS, DEVICES, FORM_FIELDS, LR_FINDER_HELP,
                    VAL_SOURCE_LABELS, SpecResult, augmented_examples, build_config, check_spec_text, field_message,
-                   finder_progress, finder_summary, form_defaults, launch, layer_lines, layer_table, limits_caption,
-                   preset_caption, preset_choices, preset_spec, preset_spec_text, require_data, round_lr,
-                   spec_for_launch, try_build_config)
+                   finder_progress, finder_summary, form_config, form_defaults, launch, layer_lines, layer_table, limits_caption,
+                   plan_for_launch, preset_caption, preset_choices, preset_spec, preset_spec_text, require_data,
+                   round_lr, spec_for_launch, try_build_config)
 from .saved import (RESUMABLE, SAVED_SHOWN, ForkDefaults, can_resume, default_saved, fork_defaults, fork_overrides,
                     fork_run, has_last_checkpoint, saved_label, saved_rows, saved_runs, saved_status_line)
 from .watch import (LIVE_EPOCHS_HELP, StoredRunView, check_live, choose_run, fmt_duration, is_active,
@@ -22,9 +22,9 @@ __all__ = ["ACTIVE", "CFG_FIELDS", "CUSTOM", "DATA_FIELDS", "DEVICES", "FORM_FIE
            "LR_FINDER_HELP", "REDRAW_EVERY_S", "RESUMABLE", "SAVED_SHOWN", "VAL_SOURCE_LABELS", "CurveCache", "ForkDefaults", "Redraw",
            "SpecResult", "StoredRunView", "TrainConfig", "augmented_examples", "build_config", "can_resume",
            "check_live", "check_spec_text", "choose_run", "default_saved", "field_message", "finder_progress",
-           "finder_summary", "fmt_duration", "fork_defaults", "fork_overrides", "fork_run", "form_defaults",
+           "finder_summary", "fmt_duration", "fork_defaults", "fork_overrides", "fork_run", "form_config", "form_defaults",
            "has_last_checkpoint", "is_active", "is_stored_run", "job_rows", "launch", "layer_lines", "layer_table",
-           "limits_caption", "live_changes", "pick_run", "preset_caption", "preset_choices", "preset_spec",
+           "limits_caption", "live_changes", "pick_run", "plan_for_launch", "preset_caption", "preset_choices", "preset_spec",
            "preset_spec_text", "progress", "reference_for", "require_data", "round_lr", "saved_label", "saved_rows",
            "saved_runs", "saved_status_line", "short_cause", "spec_for_launch", "status_line", "stored_key",
            "stored_view", "try_build_config", "val_label", "view_config"]

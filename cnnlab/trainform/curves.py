@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..engine import TrainConfig
 from ..errors import LabError
 from ..plots.series import Ema
+from ..recipe import TrainConfig
 
 
 def val_label(cfg: TrainConfig | None) -> str:

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data import DataConfig
-from ..engine import TrainConfig
 from ..errors import ConfigError, SpecError
+from ..plan import RunPlan, plan_run
 from ..presets import get_preset, preset_names
-from ..spec import MAX_ACT_BYTES, MAX_PARAMS, parse_spec_text, spec_to_text, summarize
+from ..recipe import TrainConfig
+from ..spec import MAX_ACT_BYTES, MAX_PARAMS, Summary, parse_spec_text, spec_to_text, summarize
 from ..status import ACTIVE  # noqa: F401 (the package re-exports it)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -70,6 +71,12 @@ def as_int(name: str, v: Any) -> int:
 
 def build_config(values: dict[str, Any]) -> TrainConfig:
     """A validated TrainConfig from form values; raises ConfigError naming the first bad field."""
+    return form_config(values).validate()
+
+
+def form_config(values: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of form values, converted but not yet validated (ConfigError for a missing or non-whole
+    field)."""
     missing = [f for f in FORM_FIELDS if f not in values]
     if missing:
         raise ConfigError(missing[0], "missing from the form")
@@ -86,8 +93,7 @@ def build_config(values: dict[str, Any]) -> TrainConfig:
                       augment=bool(values["augment"]),
                       aug_strength=float(aug) if isinstance(aug, int) and not isinstance(aug, bool) else aug,
                       aug_kind=values["aug_kind"], val_source=values["val_source"])
-    cfg = TrainConfig(data=data, **kw)
-    return cfg.validate()
+    return TrainConfig(data=data, **kw)
 
 
 def try_build_config(values: dict[str, Any]) -> tuple[TrainConfig | None, ConfigError | None]:
@@ -111,6 +117,7 @@ class SpecResult:
     table: list[dict]
     total_params: int | None
     error: str | None
+    summary: Summary | None = None  # validate_spec's result: a launch of this text does not redo it
 
 
 def layer_lines(text: str) -> list[int] | None:
@@ -148,7 +155,7 @@ def check_spec_text(text: str) -> SpecResult:
         return SpecResult(None, [], None, _by_line(str(exc), lines))
     rows = [{"line" if lines else "#": lines[r["#"]] if lines else r["#"] + 1, **{k: v for k, v in r.items()
              if k != "#"}} for r in summary.table()]
-    return SpecResult(spec, layer_table(rows), summary.total_params, None)
+    return SpecResult(spec, layer_table(rows), summary.total_params, None, summary)
 
 
 def layer_table(rows: list[dict]) -> list[dict]:
@@ -167,14 +174,21 @@ def preset_spec_text(preset: str) -> str:
     return spec_to_text(get_preset(preset).spec)
 
 
-def spec_for_launch(preset: str, custom: bool, text: str) -> tuple[str, list[dict]]:
-    """(preset label, spec) to submit: the preset's spec, or the parsed custom text (SpecError if it fails)."""
+def spec_for_launch(preset: str, custom: bool, text: str) -> tuple[str, list[dict], Summary | None]:
+    """(preset label, spec, its summary if already made) to launch: the preset's spec, or the parsed custom text
+    (SpecError if it fails)."""
     if not custom:
-        return preset, get_preset(preset).spec
+        return preset, get_preset(preset).spec, None
     res = check_spec_text(text)
     if res.error:
         raise SpecError(res.error)
-    return CUSTOM, res.spec
+    return CUSTOM, res.spec, res.summary
+
+
+def plan_for_launch(preset: str, custom: bool, text: str, values: dict[str, Any]) -> tuple[str, RunPlan]:
+    """(preset label, the validated plan) of the Train form: where a page's architecture and recipe enter."""
+    label, spec, summary = spec_for_launch(preset, custom, text)
+    return label, plan_run(spec, form_config(values), summary=summary)
 
 
 def require_data() -> None:
@@ -192,11 +206,10 @@ def require_data() -> None:
 def launch(manager: Any, preset: str, custom: bool, text: str, values: dict[str, Any],
            name: str | None = None) -> str:
     """Validate everything, then submit to the job manager; returns the run id. Raises LabError subclasses."""
-    label, spec = spec_for_launch(preset, custom, text)
-    cfg = build_config(values)
+    label, plan = plan_for_launch(preset, custom, text, values)
     require_data()
     name = (name or "").strip() or None
-    return manager.submit(label, spec, cfg, name=name)
+    return manager.submit(label, plan, name=name)
 
 
 def augmented_examples(mnist: Any, strength: float, n: int = 8, seed: int = 0, kind: str = "affine") -> Any:

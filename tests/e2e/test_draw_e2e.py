@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab.engine import TrainConfig
 from cnnlab.models import build_model
+from cnnlab.plan import plan_run
 from cnnlab.presets import get_preset
+from cnnlab.recipe import TrainConfig
 from cnnlab.recorder import run_config
 from cnnlab.runs import RunStore
 
@@ -32,7 +33,7 @@ METRIC = '[data-testid="stMetricValue"]'
 def _saved_run(root: Path, preset: str = "seed002") -> str:
     """A run with seeded untrained weights: enough to show a prediction and feature maps."""
     p = get_preset(preset)
-    run = RunStore(root).create(run_config(preset, p.spec, TrainConfig.from_dict({**p.recipe, "epochs": 1})),
+    run = RunStore(root).create(run_config(preset, plan_run(p.spec, TrainConfig.from_dict({**p.recipe, "epochs": 1}))),
                                 name="e2e run")
     torch.manual_seed(0)
     run.save_checkpoint({"model": build_model(p.spec).state_dict(), "epoch": 1}, "best")
@@ -108,8 +109,8 @@ def trained_store(tmp_path_factory) -> Path:
     store_root = tmp_path_factory.mktemp("draw-trained") / "checkpoints"
     p = get_preset("fast")
     cfg = TrainConfig.from_dict(p.recipe)
-    run = create_run(RunStore(store_root), "fast", p.spec, cfg, name="fast (trained for the draw test)")
-    result = Trainer(p.spec, cfg, load_mnist(), callbacks=[RunRecorder(run)]).run()
+    run = create_run(RunStore(store_root), "fast", plan_run(p.spec, cfg), name="fast (trained for the draw test)")
+    result = Trainer(plan_run(p.spec, cfg), load_mnist(), callbacks=[RunRecorder(run)]).run()
     assert result.status == "done" and result.test_acc > 0.98, result
     return store_root
 

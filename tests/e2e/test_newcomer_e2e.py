@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab.engine import TrainConfig
 from cnnlab.models import build_model
+from cnnlab.plan import plan_run
 from cnnlab.presets import get_preset
+from cnnlab.recipe import TrainConfig
 from cnnlab.recorder import run_config
 from cnnlab.runs import RunStore
 
@@ -54,7 +55,7 @@ def _env(store: Path, data: str | None = None) -> dict[str, str]:
 def _stored_run(root: Path, name: str, preset: str = "seed002", val_acc: float = 0.9) -> str:
     """A finished run with seeded untrained weights (best.pt and last.pt) and a best accuracy to show."""
     p = get_preset(preset)
-    run = RunStore(root).create(run_config(preset, p.spec, TrainConfig.from_dict({**p.recipe, "epochs": 1})),
+    run = RunStore(root).create(run_config(preset, plan_run(p.spec, TrainConfig.from_dict({**p.recipe, "epochs": 1}))),
                                 name=name)
     torch.manual_seed(len(name))
     for which in ("best", "last"):

@@ -18,6 +18,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 from test_compare import make_runs  # noqa: E402
 from test_health import NET  # noqa: E402
 from test_jobs import TINY, cfg  # noqa: E402
+from cnnlab.plan import plan_run  # noqa: E402
 
 APP = REPO_ROOT / "app.py"
 
@@ -36,13 +37,13 @@ def store_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("why-e2e") / "checkpoints"
     ids = make_runs(root, mnist)
     store = RunStore(root)
-    three = create_run(store, "custom", TINY, cfg(epochs=3), name="three epochs", source="cli")
-    Trainer(TINY, cfg(epochs=3), mnist, callbacks=[RunRecorder(three), LayerHealth()]).run()
+    three = create_run(store, "custom", plan_run(TINY, cfg(epochs=3)), name="three epochs", source="cli")
+    Trainer(plan_run(TINY, cfg(epochs=3)), mnist, callbacks=[RunRecorder(three), LayerHealth()]).run()
     model = build_model(NET, seed=0)
     with torch.no_grad():
         model[0].bias.fill_(-100.0)
-    dead = create_run(store, "custom", NET, cfg(epochs=1), name="dead relus", source="cli")
-    Trainer(NET, cfg(epochs=1), mnist, callbacks=[RunRecorder(dead), LayerHealth(every=4)], init_weights=model.state_dict()).run()
+    dead = create_run(store, "custom", plan_run(NET, cfg(epochs=1)), name="dead relus", source="cli")
+    Trainer(plan_run(NET, cfg(epochs=1)), mnist, callbacks=[RunRecorder(dead), LayerHealth(every=4)], init_weights=model.state_dict()).run()
     ids.update(three=three.id, dead=dead.id)
     return root, ids
 
