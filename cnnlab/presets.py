@@ -23,7 +23,7 @@ class Preset:
     title: str
     description: str
     spec: list[dict]
-    recipe: dict  # TrainConfig fields (engine.TrainConfig.from_dict)
+    recipe: dict  # TrainConfig fields (recipe.TrainConfig.from_dict)
     reported: str
     source: str = ""
     reported_test_acc: float | None = None
