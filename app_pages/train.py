@@ -1,8 +1,9 @@
 """Train page: choose a preset or a custom architecture, set hyperparameters, launch a background run,
 watch its curves live, pause / resume / stop it and tweak it while it trains.
 
-Thin: widgets → cnnlab.trainform / the lab (cnnlab.lab) → render. One top-level fragment polls the
-selected run about once a second; it reads only new records (a per-session curve cache).
+Thin: widgets → cnnlab.trainform / the lab (cnnlab.lab) → render. Three fragments follow the shown run:
+its status, progress and buttons every second; the run list and the panel of curves, layer health and live
+tweaks every few seconds. Curves read only new records (a per-session curve cache).
 """
 
 import streamlit as st
@@ -295,10 +296,8 @@ def _live_panel(v) -> None:
         st.error(st.session_state[err_key])
 
 
-@st.fragment(run_every=1.0)
-def watch() -> None:
-    """Polls the lab: run list, status, progress, controls and curves of the shown run."""
-    st.subheader("Runs")
+def _current() -> tuple[list, dict, str | None]:
+    """(jobs, views by id, the run this session shows): a job of this process or a stored run, else None."""
     jobs = lab.jobs()
     rid = tf.choose_run([st.session_state.get(K + "run"), st.query_params.get("run")], jobs,
                         lab.is_stored_run)
@@ -309,6 +308,18 @@ def watch() -> None:
             rid = tf.pick_run([], jobs)
         else:
             by_id[rid] = stored
+    return jobs, by_id, rid
+
+
+# Following a run is split by cost: the status, progress line and buttons poll every second; the run list
+# and the panel of curves, layer health and live tweaks every few seconds (a redraw of those cost the
+# browser a visible share of the CPU the run trains on: benchmarks/bench_page_open.py). A new run shown
+# reruns the whole page so that every part follows it at once.
+@st.fragment(run_every=tf.REDRAW_EVERY_S)
+def run_list() -> None:
+    """The runs of this process: which one to show, how many train at once, the shown run's name."""
+    st.subheader("Runs")
+    jobs, by_id, rid = _current()
     if rid is None:
         st.info("No runs yet — choose a preset, then press **Launch**. Runs keep training while you "
                 "switch pages, and a reload finds them again.")
@@ -327,12 +338,22 @@ def watch() -> None:
         st.number_input("Jobs at once", min_value=1, max_value=MAX_CONCURRENT, step=1, key=K + "max_jobs",
                         on_change=_set_max_jobs, help="More jobs wait in a queue. A paused job keeps its slot; "
                                                       "raise this to start a queued job now.")
-    v = by_id[rid]
-
     if st.session_state.get(K + f"rename_drawn_{rid}") != names[rid]:  # renamed here, on another page or tab
         st.session_state.pop(K + f"rename_{rid}", None)  # so the box is drawn anew with the new name
         st.session_state[K + f"rename_drawn_{rid}"] = names[rid]
     st.text_input("Run name", value=names[rid], key=K + f"rename_{rid}", on_change=_rename, args=(rid,))
+    shown, st.session_state[K + "shown"] = st.session_state.get(K + "shown"), rid
+    if shown is not None and shown != rid and not st.session_state.get(K + "full_run"):
+        st.rerun()  # another run chosen here (or the shown one gone): the status and panel follow it now
+
+
+@st.fragment(run_every=1.0)
+def run_status() -> None:
+    """The shown run's status line, progress line and controls: every second."""
+    _, by_id, rid = _current()
+    if rid is None:
+        return
+    v = by_id[rid]
     if K + "flash" in st.session_state:
         st.warning(md_text(st.session_state.pop(K + "flash")))
     level, line = tf.status_line(v)
@@ -344,6 +365,14 @@ def watch() -> None:
     st.progress(frac, text=ptext)
     _controls(v)
 
+
+@st.fragment(run_every=tf.REDRAW_EVERY_S)
+def run_panel() -> None:
+    """The shown run's curves, layer health and live tweaks: every few seconds, and after each Apply."""
+    jobs, by_id, rid = _current()
+    if rid is None:
+        return
+    v = by_id[rid]
     # a stored run's curve cache lives until its files are rewritten (its records are read incrementally)
     source = "job" if rid in {j.id for j in jobs} else ("stored", v.generation)
     cache = st.session_state.get(K + "curves")
@@ -353,7 +382,7 @@ def watch() -> None:
     cache.update(v)
     st.plotly_chart(cache.figure(), key=K + "chart", config={"displaylogo": False})
     st.caption(f"{cache.n_points:,} steps recorded · at most {cache.max_points} points drawn per curve · "
-               f"redrawn every {cache.redraw.every:g} s while it trains, at once for an epoch or a change")
+               f"curves redrawn every {cache.redraw.every:g} s while it trains (status and progress: every second)")
     _health_panel(v, rid, source)
     if source == "job":
         _live_panel(v)
@@ -496,5 +525,9 @@ def saved_panel() -> None:
 
 
 with watch_col:
-    watch()
+    st.session_state[K + "full_run"] = True  # fragments tell a whole-page run from their own reruns
+    run_list()
+    run_status()
+    run_panel()
+    st.session_state[K + "full_run"] = False
     saved_panel()

@@ -35,6 +35,17 @@ def job_threads() -> int | None:
     return int(raw)
 
 
+def job_workers() -> str:
+    """CNNLAB_JOB_WORKERS: where the app trains its jobs, "process" (default: a training process each, as
+    fast as the CLI whatever the pages do) or "thread" (threads of the app's own process)."""
+    from .errors import ConfigError
+
+    raw = (os.environ.get("CNNLAB_JOB_WORKERS") or "process").strip().lower()
+    if raw not in ("process", "thread"):
+        raise ConfigError("CNNLAB_JOB_WORKERS", f"must be process or thread, got {raw!r}")
+    return raw
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """CUDA, then MPS, then CPU; `name` ('cpu', 'cuda', 'mps', 'cuda:1') overrides."""
     from .errors import ConfigError

@@ -41,7 +41,7 @@ def get_manager() -> JobManager:
     from . import data, datacheck, settings
 
     keep_training_fast()
-    manager = JobManager(RunStore()).stop_on_exit()
+    manager = JobManager(RunStore(), workers=settings.job_workers()).stop_on_exit()
     if datacheck.files_present(settings.data_dir()) == len(data.RAW_FILES):  # no download started from here
         manager.preload_data()
     return manager

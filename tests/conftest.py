@@ -57,10 +57,16 @@ def mnist():
 
 
 @pytest.fixture
-def manager(_tmp_store):
-    """The app's process-wide job manager (cnnlab.ui), fresh on this test's store; its jobs are stopped after."""
+def manager(_tmp_store, request, monkeypatch):
+    """The app's process-wide job manager (cnnlab.ui), fresh on this test's store; its jobs are stopped after.
+
+    Its workers are the app's (training processes); `@pytest.mark.parametrize("manager", ["thread"],
+    indirect=True)` asks for thread workers (e.g. to hold back their data loader).
+    """
     from cnnlab import ui
 
+    if getattr(request, "param", None):
+        monkeypatch.setenv("CNNLAB_JOB_WORKERS", request.param)
     ui.get_manager.clear()
     m = ui.get_manager()
     yield m
@@ -72,4 +78,5 @@ def manager(_tmp_store):
     deadline = time.time() + 30
     while m.live_ids() and time.time() < deadline:
         time.sleep(0.1)
+    m.shutdown(wait=10)  # and its spare training process
     ui.get_manager.clear()

@@ -64,17 +64,17 @@ def test_thread_budget_shares_the_cores_among_running_jobs(mgr) -> None:
     first = mgr.submit("tiny", plan_run(TINY, cfg(epochs=500)), name="alone")
     job = mgr._jobs[first]
     wait_for(lambda: mgr.get(first).step > 2, what="the first job")
-    assert job._threads == cores  # alone: every core, like the CLI
+    assert job.threads == cores  # alone: every core, like the CLI
     second = mgr.submit("tiny", plan_run(TINY, cfg(epochs=500)), name="second")
     wait_for(lambda: mgr.get(second).step > 2, what="the second job")
     s = mgr.get(first).step
     wait_for(lambda: mgr.get(first).step > s + 1, what="the first job's next steps")
-    assert job._threads == mgr._jobs[second]._threads == max(1, cores // 2)
+    assert job.threads == mgr._jobs[second].threads == max(1, cores // 2)
     mgr.stop(second)
     wait_for(lambda: mgr.get(second).status in FINAL, what="stop")
     s = mgr.get(first).step
     wait_for(lambda: mgr.get(first).step > s + 1, what="the first job's next steps")
-    assert job._threads == cores  # the budget follows the running count back up
+    assert job.threads == cores  # the budget follows the running count back up
     mgr.stop(first)
 
 
@@ -84,7 +84,7 @@ def test_cnnlab_threads_fixes_each_jobs_thread_count(store, mnist, monkeypatch) 
     try:
         rid = m.submit("tiny", plan_run(TINY, cfg(epochs=500)))
         wait_for(lambda: m.get(rid).step > 2, what="the job's first steps")
-        assert m._jobs[rid]._threads == 1  # alone, yet one thread: the machine is shared
+        assert m._jobs[rid].threads == 1  # alone, yet one thread: the machine is shared
     finally:
         m.shutdown()
     monkeypatch.setenv("CNNLAB_THREADS", "two")

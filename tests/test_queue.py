@@ -26,6 +26,7 @@ def test_a_queued_job_names_the_jobs_holding_the_slots_and_the_page_raises_the_l
     second = manager.submit("tiny", plan_run(TINY, cfg(epochs=1000)), name="second")
     manager.pause(second)
     wait_for(lambda: manager.get(second).status == "paused", what="the pause")
+    wait_for(lambda: manager.get(first).status == "running", what="the first job's first step")
     third = manager.submit("tiny", plan_run(TINY, cfg(epochs=1)), name="third")
     view = manager.get(third)
     assert view.status == "queued"

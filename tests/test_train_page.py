@@ -166,6 +166,7 @@ def test_stop_after_this_epoch_finishes_and_saves_the_epoch_in_progress(manager)
     assert at.button(key=K + "stop_epoch").disabled and not at.exception
 
 
+@pytest.mark.parametrize("manager", ["thread"], indirect=True)  # its data loader can be held back
 def test_the_page_says_what_a_launched_run_does_before_its_first_step(manager, mnist):
     import threading
 

@@ -1,13 +1,20 @@
-"""Background training jobs: a process-wide manager, worker threads, read-only views.
+"""Background training jobs: a process-wide manager, workers, read-only views.
 
-`JobManager` runs `engine.Trainer` in daemon threads, at most `max_concurrent` at once (default 2);
-more wait in a FIFO queue. Every job writes to the run store through `recorder.RunRecorder`, so app
+`JobManager` runs `engine.Trainer` for each job, at most `max_concurrent` at once (default 2); more wait
+in a FIFO queue. Where a job trains is `workers`: "process" (what the app uses, `settings.job_workers()`)
+trains each job in a training process of its own (`jobs.child`, started by `jobs.process.ChildProcess`;
+a spare one has already imported torch and loaded MNIST), so a job trains like `python -m cnnlab train`
+whatever the pages do: no page script run takes its GIL, and its OpenMP pool is the process's only one (in
+a server thread seed002 trained at 0.82 of the CLI's rate with no page open, measured in one run). The
+job's daemon thread then relays: controls and live changes to the child, the child's records to the job's
+callback hooks. "thread" (the default of the class: tests, the CLI's resume and fork) trains in that
+daemon thread itself, with data from `mnist_loader`. Every job writes to the run store through `recorder.RunRecorder`, so app
 and CLI runs look the same on disk, and to an in-memory, append-only record list that any number of
 readers follow with `JobView.records_since(k)` (readers never consume: several tabs can follow one job).
 The worker never imports or calls Streamlit. The record list is a `runs.records.RunRecords`: once a job has ended
 its records are on disk, the list is dropped and its readers read the store (`runs.records.stored`).
-Modules: `job` (`_Job`, a Trainer callback after the recorder; `JobView`; the thread budget) and `manager`
-(`JobManager`). What a resume or a fork starts from is the run handle's business: `RunHandle.planned_epochs`,
+Modules: `job` (`_Job`, a Trainer callback after the recorder; `JobView`; the thread budget), `manager`
+(`JobManager`), `process` (the parent's side of a training process) and `child` (the training process). What a resume or a fork starts from is the run handle's business: `RunHandle.planned_epochs`,
 `epochs_set_after`, `fork_epochs`, `fork_weights`.
 
 Policies:

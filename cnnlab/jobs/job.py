@@ -42,6 +42,38 @@ def threads_per_job(running: int, cores: int | None = None) -> int:
     return max(1, (cores or cpu_cores()) // max(1, running))
 
 
+class ThreadBudget(Callback):
+    """Follows a thread budget in the training thread (it changes as jobs start and end): with torch's
+    OpenMP backend the count must be set by the thread that trains."""
+
+    def __init__(self, budget: Callable[[], int], job: "_Job | None" = None):
+        self.budget, self.threads, self.job = budget, 0, job
+
+    def apply(self) -> None:
+        want = self.budget()
+        if want and want != self.threads:
+            torch.set_num_threads(want)
+            self.threads = want
+            if self.job is not None:
+                self.job.threads = want
+
+    def on_start(self, trainer: Trainer) -> None:
+        self.apply()
+
+    def on_step(self, trainer: Trainer, rec: dict) -> None:
+        self.apply()
+
+
+def build_trainer(plan: RunPlan, mnist: Any, *, control: Control, callbacks: list[Callback],
+                  resume_state: dict | None, init_weights: dict | None, start_epoch: int) -> Trainer:
+    """The Trainer of a job (in a worker thread or a training process): a fork's counters continue its parent's."""
+    trainer = Trainer(plan, mnist, control=control, callbacks=callbacks, resume_state=resume_state,
+                      init_weights=init_weights)
+    if resume_state is None and start_epoch:
+        trainer.epoch, trainer.step = start_epoch, start_epoch * trainer.steps_per_epoch
+    return trainer
+
+
 class _Job(Callback):
     """Everything about one job; the worker writes it (a Trainer callback after the recorder), views read it."""
 
@@ -68,10 +100,10 @@ class _Job(Callback):
         self._skip_ips = False
         self.best_val_acc: float | None = None
         self.test_acc: float | None = None
-        self.thread_budget: Callable[[], int] | None = None  # set by the manager; read in the worker
+        self.remote: Any = None  # the training process of a process job (jobs.process.ChildProcess)
+        self.threads = 0  # intra-op threads its training uses (the manager's budget; jobs.job.ThreadBudget)
         self.waiting_for: Callable[[], str] | None = None  # set by the manager: a queued job's message
         self.phase = ""  # what a started job does before its first step (shown by the page)
-        self._threads = 0
 
     def set_phase(self, phase: str) -> None:
         with self.lock:
@@ -87,15 +119,7 @@ class _Job(Callback):
             self.epochs = trainer.epochs
             self.best_val_acc = trainer.best_val_acc
 
-    def adjust_threads(self) -> None:
-        """In the worker thread: follow the manager's thread budget (it changes as jobs start and end)."""
-        want = self.thread_budget() if self.thread_budget else 0
-        if want and want != self._threads:
-            torch.set_num_threads(want)
-            self._threads = want
-
     def on_step(self, trainer: Trainer, rec: dict) -> None:
-        self.adjust_threads()
         with self.lock:
             self.records.append(rec)
             self.phase = ""

@@ -12,27 +12,40 @@ from typing import Callable
 
 from .. import data as D
 from .. import settings
-from ..engine import Trainer
 from ..errors import CheckpointError, ConfigError, LabError
 from ..health import LayerHealth
 from ..plan import RunPlan, plan_run
 from ..recipe import TrainConfig
 from ..recorder import RunRecorder, create_run
 from ..runs import ACTIVE, RunHandle, RunInfo, RunStore, effective_status
-from .job import FINAL, MAX_CONCURRENT, PHASES, JobView, _Job, threads_per_job
+from .job import FINAL, MAX_CONCURRENT, PHASES, JobView, ThreadBudget, _Job, build_trainer, threads_per_job
+from .process import ChildFailed, ChildProcess, child_payload
+
+WORKERS = ("thread", "process")
 
 
 class JobManager:
     """Starts training jobs in background threads (FIFO, `max_concurrent` at once) and hands out views."""
 
     def __init__(self, store: RunStore | None = None, max_concurrent: int = 2,
-                 mnist_loader: Callable[[], D.Mnist] = D.load_mnist, *, threads: int | None = None):
+                 mnist_loader: Callable[[], D.Mnist] | None = None, *, threads: int | None = None,
+                 workers: str = "thread"):
+        """`workers`: "thread" trains each job in a thread of this process (data from `mnist_loader`);
+        "process" in a training process of its own (`jobs.child`, MNIST from the data folder), which is what
+        the app uses: a job then trains as fast as the CLI whatever the pages do."""
         if not isinstance(max_concurrent, int) or max_concurrent < 1:
             raise ConfigError("max_concurrent", f"must be an integer of at least 1, got {max_concurrent!r}")
+        if workers not in WORKERS:
+            raise ConfigError("workers", f"must be one of {', '.join(WORKERS)}, got {workers!r}")
+        if workers == "process" and mnist_loader is not None:
+            raise ConfigError("workers", "a process job loads MNIST itself: no mnist_loader with workers='process'")
+        self.workers = workers
+        self._spare: ChildProcess | None = None  # a warm training process (workers="process", after preload)
+        self._want_spare = False
         self.store = store if store is not None else RunStore()
         self.max_concurrent = max_concurrent
         self.fixed_threads = threads if threads is not None else settings.job_threads()
-        self._mnist_loader = mnist_loader
+        self._mnist_loader = mnist_loader or D.load_mnist
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._queue: collections.deque[_Job] = collections.deque()
@@ -43,12 +56,19 @@ class JobManager:
     def preload_data(self) -> threading.Thread:
         """Load MNIST in a background thread now, so that the first Launch starts training at once.
 
-        A job's first step waits for the data (seconds: torchvision and the files); loaded once per
-        process, it is shared by every later job. Errors are left for the job that needs the data.
+        A job's first step waits for the data (seconds: the files); loaded once per process, it is shared
+        by every later job. Process workers keep a spare training process instead, which has imported
+        torch and loaded the data before a job needs it (and another is started as each is taken).
+        Errors are left for the job that needs the data.
         """
         def _load() -> None:
             try:
-                self._mnist_loader()
+                if self.workers == "process":  # a spare training process loads it (and torch) for the next job
+                    with self._lock:
+                        self._want_spare = True
+                        self._refill_spare()
+                else:
+                    self._mnist_loader()
             except Exception:  # noqa: BLE001 - the job that needs the data reports it
                 pass
 
@@ -190,7 +210,7 @@ class JobManager:
             place = list(self._queue).index(job) + 1
             holders = sorted(self._running, key=lambda j: j.seq)
             limit = self.max_concurrent
-        who = ", ".join(f"“{h.name}” ({h.status})" for h in holders)
+        who = ", ".join(f"“{h.name}” ({'starting' if h.status == 'queued' else h.status})" for h in holders)
         line = "next in line" if place == 1 else f"{place} in line"
         text = f"Queued ({line}): waiting for one of the {limit} training slots, held by {who}."
         if any(h.status == "paused" for h in holders):
@@ -208,10 +228,12 @@ class JobManager:
         """A CPU copy of a running/paused job's current weights, None if it is not training."""
         with self._lock:
             job = self._jobs.get(run_id)
-        trainer = job.trainer if job is not None else None
-        if trainer is None or job.status not in ("running", "paused"):
+        if job is None or job.status not in ("running", "paused"):
             return None
-        return trainer.weights_copy()
+        if job.remote is not None:  # a process job: ask its training process
+            return job.remote.weights()
+        trainer = job.trainer
+        return trainer.weights_copy() if trainer is not None else None
 
     def rename(self, run_id: str, name: str) -> str:
         """Set a run's display name in the store (and in its job's view); the stored name."""
@@ -235,6 +257,9 @@ class JobManager:
             for job in queued:
                 self._end_unstarted(job, "stopped", "stopped: the job manager shut down")
             running = list(self._running)
+            spare, self._spare, self._want_spare = self._spare, None, False
+        if spare is not None:
+            spare.close(wait=2.0)
         for job in running:
             job.control.stop_event.set()
         deadline = time.monotonic() + wait
@@ -324,29 +349,64 @@ class JobManager:
     def _thread_budget(self) -> int:
         return self.fixed_threads or threads_per_job(len(self._running))
 
+    def _refill_spare(self) -> None:
+        """Start a spare training process if the app asked for one (caller holds the lock)."""
+        if self._want_spare and not self._closed and (self._spare is None or not self._spare.alive):
+            self._spare = ChildProcess.spawn(preload=True)
+
+    def _take_child(self) -> ChildProcess:
+        with self._lock:
+            child, self._spare = self._spare, None
+            if child is not None and not child.alive:
+                child = None
+        if child is None:
+            child = ChildProcess.spawn()
+        threading.Thread(target=self._locked_refill, name="cnnlab-spare", daemon=True).start()
+        return child
+
+    def _locked_refill(self) -> None:
+        with self._lock:
+            self._refill_spare()
+
+    def _train_in_thread(self, job: _Job) -> None:
+        budget = ThreadBudget(self._thread_budget, job)
+        budget.apply()
+        job.set_phase(PHASES["data"])
+        mnist = self._mnist_loader()
+        if job.mode == "resume":
+            job.set_phase(PHASES["resume"])
+        resume_state = self._prepare_resume(job) if job.mode == "resume" else None
+        job.set_phase(PHASES["model"])
+        trainer = build_trainer(job.plan, mnist, control=job.control, resume_state=resume_state,
+                                init_weights=job.init_weights, start_epoch=job.start_epoch,
+                                callbacks=[RunRecorder(job.handle), LayerHealth(), budget, job])
+        job.init_weights = None
+        job.trainer = trainer
+        job.set_phase(PHASES["steps"])
+        trainer.run()
+
+    def _train_in_process(self, job: _Job) -> None:
+        resume = False
+        if job.mode == "resume":
+            job.set_phase(PHASES["resume"])
+            resume = self._prepare_resume(job) is not None  # the child loads last.pt itself
+        child = self._take_child()
+        job.remote = child
+        payload = child_payload(job, resume=resume, threads=self._thread_budget())
+        job.init_weights = None
+        child.relay(job, payload, self._thread_budget)
+
     def _worker(self, job: _Job) -> None:
-        """Thread body: set up, train, and always leave a final status, then free the slot."""
+        """Thread body: set up, train (here or in a training process), and always leave a final status,
+        then free the slot."""
         try:
-            job.thread_budget = self._thread_budget
-            job.adjust_threads()
-            job.set_phase(PHASES["data"])
-            mnist = self._mnist_loader()
-            if job.mode == "resume":
-                job.set_phase(PHASES["resume"])
-            resume_state = self._prepare_resume(job) if job.mode == "resume" else None
-            job.set_phase(PHASES["model"])
-            trainer = Trainer(job.plan, mnist, control=job.control,
-                              callbacks=[RunRecorder(job.handle), LayerHealth(), job], resume_state=resume_state,
-                              init_weights=job.init_weights)
-            if resume_state is None and job.start_epoch:  # a fork: counters continue the parent's
-                trainer.epoch, trainer.step = job.start_epoch, job.start_epoch * trainer.steps_per_epoch
-            job.init_weights = None
-            job.trainer = trainer
-            job.set_phase(PHASES["steps"])
-            trainer.run()
+            if self.workers == "process":
+                self._train_in_process(job)
+            else:
+                self._train_in_thread(job)
         except BaseException as exc:  # noqa: BLE001 - a job must end with a status, whatever happened
             message = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
-            tb = traceback.format_exc()
+            tb = exc.child_traceback if isinstance(exc, ChildFailed) else traceback.format_exc()
             try:  # the store first: once the view says final, the run folder says so too
                 job.handle.write_status(status="failed", message=message, traceback=tb)
             except Exception:  # noqa: BLE001 - the store itself may be what failed
@@ -360,7 +420,7 @@ class JobManager:
                 except Exception:  # noqa: BLE001
                     pass
                 job.fail("the training thread ended without a status", "")
-            job.trainer, job.init_weights = None, None
+            job.trainer, job.init_weights, job.remote = None, None, None
             job.handle.release_writer()  # after the final status: the next writer may take over
             job.records.close()  # on disk by now: readers go to the store, the memory is freed
             with self._lock:
