@@ -19,7 +19,7 @@ from ..recipe import TrainConfig
 from ..recorder import RunRecorder, create_run
 from ..runs import ACTIVE, RunHandle, RunInfo, RunStore, effective_status
 from .job import FINAL, MAX_CONCURRENT, PHASES, JobView, ThreadBudget, _Job, build_trainer, threads_per_job
-from .process import ChildFailed, ChildProcess, child_payload
+from .process import ChildFailed, Spares, child_payload
 
 WORKERS = ("thread", "process")
 
@@ -40,8 +40,7 @@ class JobManager:
         if workers == "process" and mnist_loader is not None:
             raise ConfigError("workers", "a process job loads MNIST itself: no mnist_loader with workers='process'")
         self.workers = workers
-        self._spare: ChildProcess | None = None  # a warm training process (workers="process", after preload)
-        self._want_spare = False
+        self._spares = Spares()  # a warm training process (workers="process", after preload_data)
         self.store = store if store is not None else RunStore()
         self.max_concurrent = max_concurrent
         self.fixed_threads = threads if threads is not None else settings.job_threads()
@@ -64,9 +63,8 @@ class JobManager:
         def _load() -> None:
             try:
                 if self.workers == "process":  # a spare training process loads it (and torch) for the next job
-                    with self._lock:
-                        self._want_spare = True
-                        self._refill_spare()
+                    if not self._closed:
+                        self._spares.want()
                 else:
                     self._mnist_loader()
             except Exception:  # noqa: BLE001 - the job that needs the data reports it
@@ -257,9 +255,7 @@ class JobManager:
             for job in queued:
                 self._end_unstarted(job, "stopped", "stopped: the job manager shut down")
             running = list(self._running)
-            spare, self._spare, self._want_spare = self._spare, None, False
-        if spare is not None:
-            spare.close(wait=2.0)
+        self._spares.close()
         for job in running:
             job.control.stop_event.set()
         deadline = time.monotonic() + wait
@@ -349,25 +345,6 @@ class JobManager:
     def _thread_budget(self) -> int:
         return self.fixed_threads or threads_per_job(len(self._running))
 
-    def _refill_spare(self) -> None:
-        """Start a spare training process if the app asked for one (caller holds the lock)."""
-        if self._want_spare and not self._closed and (self._spare is None or not self._spare.alive):
-            self._spare = ChildProcess.spawn(preload=True)
-
-    def _take_child(self) -> ChildProcess:
-        with self._lock:
-            child, self._spare = self._spare, None
-            if child is not None and not child.alive:
-                child = None
-        if child is None:
-            child = ChildProcess.spawn()
-        threading.Thread(target=self._locked_refill, name="cnnlab-spare", daemon=True).start()
-        return child
-
-    def _locked_refill(self) -> None:
-        with self._lock:
-            self._refill_spare()
-
     def _train_in_thread(self, job: _Job) -> None:
         budget = ThreadBudget(self._thread_budget, job)
         budget.apply()
@@ -390,7 +367,7 @@ class JobManager:
         if job.mode == "resume":
             job.set_phase(PHASES["resume"])
             resume = self._prepare_resume(job) is not None  # the child loads last.pt itself
-        child = self._take_child()
+        child = self._spares.take()
         job.remote = child
         payload = child_payload(job, resume=resume, threads=self._thread_budget())
         job.init_weights = None

@@ -196,6 +196,45 @@ class ChildProcess:
                           f"its last epoch under Saved runs")
 
 
+class Spares:
+    """At most one warm training process (torch imported, MNIST loaded) for the next job, once asked for."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spare: ChildProcess | None = None
+        self._wanted = False
+
+    def want(self) -> None:
+        """Keep a spare from now on (the app, when the data is there) and start one now."""
+        with self._lock:
+            self._wanted = True
+            self._refill()
+
+    def _refill(self) -> None:  # caller holds the lock
+        if self._wanted and (self._spare is None or not self._spare.alive):
+            self._spare = ChildProcess.spawn(preload=True)
+
+    def take(self) -> ChildProcess:
+        """The spare if there is a live one (another is started for the next job), else a new process."""
+        with self._lock:
+            child, self._spare = self._spare, None
+        if child is None or not child.alive:
+            child = ChildProcess.spawn()
+        threading.Thread(target=self._locked_refill, name="cnnlab-spare", daemon=True).start()
+        return child
+
+    def _locked_refill(self) -> None:
+        with self._lock:
+            self._refill()
+
+    def close(self) -> None:
+        """No more spares; the one waiting ends."""
+        with self._lock:
+            spare, self._spare, self._wanted = self._spare, None, False
+        if spare is not None:
+            spare.close(wait=2.0)
+
+
 def weights_payload(state: dict | None) -> bytes | None:
     """A state dict as bytes for the payload (torch.save; the child loads it with weights_only=True)."""
     if state is None:
