@@ -44,7 +44,19 @@ def get_manager() -> JobManager:
     manager = JobManager(RunStore(), workers=settings.job_workers()).stop_on_exit()
     if datacheck.files_present(settings.data_dir()) == len(data.RAW_FILES):  # no download started from here
         manager.preload_data()
+    _made.append(manager)
     return manager
+
+
+_made: list[JobManager] = []  # the managers get_manager made (one, unless its cache was cleared)
+
+
+def release_managers(wait: float = 10.0) -> None:
+    """Shut down every job manager get_manager made (their jobs stop, their spare training processes end)
+    and clear its cache: the next call makes a fresh one. For tests, which start each from a clean slate."""
+    while _made:
+        _made.pop().shutdown(wait)
+    get_manager.clear()
 
 
 _labs: "weakref.WeakKeyDictionary[JobManager, Lab]" = weakref.WeakKeyDictionary()

@@ -67,7 +67,7 @@ def manager(_tmp_store, request, monkeypatch):
 
     if getattr(request, "param", None):
         monkeypatch.setenv("CNNLAB_JOB_WORKERS", request.param)
-    ui.get_manager.clear()
+    ui.release_managers()  # one an earlier page test made (with its spare training process)
     m = ui.get_manager()
     yield m
     for j in m.jobs():
@@ -78,5 +78,4 @@ def manager(_tmp_store, request, monkeypatch):
     deadline = time.time() + 30
     while m.live_ids() and time.time() < deadline:
         time.sleep(0.1)
-    m.shutdown(wait=10)  # and its spare training process
-    ui.get_manager.clear()
+    ui.release_managers()  # its spare training process too

@@ -41,9 +41,9 @@ def _fresh_manager():
     except ImportError:
         yield
         return
-    ui.get_manager.clear()
+    ui.release_managers()
     yield
-    ui.get_manager.clear()
+    ui.release_managers()
 
 
 def _app() -> AppTest:
