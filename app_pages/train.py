@@ -354,6 +354,9 @@ def run_status() -> None:
     if rid is None:
         return
     v = by_id[rid]
+    seen, st.session_state[K + "seen_status"] = st.session_state.get(K + "seen_status"), (rid, v.status)
+    if seen is not None and seen != (rid, v.status) and not st.session_state.get(K + "full_run"):
+        st.rerun()  # paused, resumed, ended...: the curves and the live panel show it at once, not in 5 s
     if K + "flash" in st.session_state:
         st.warning(md_text(st.session_state.pop(K + "flash")))
     level, line = tf.status_line(v)
