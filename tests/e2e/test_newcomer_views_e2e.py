@@ -178,9 +178,9 @@ def test_compare_charts_follow_the_metric_and_stay_readable(streamlit_server, pa
     assert sorted(_texts(overlay.locator(".legendtext"))) == ["alpha", "alpha fork"]
 
     select_option(page, "Metric", "validation accuracy")
-    expect(overlay.locator(".g-ytitle")).to_have_text("validation accuracy", timeout=1_000)  # once the rerun is done
+    expect(overlay.locator(".g-ytitle")).to_have_text("validation accuracy", timeout=10_000)  # the rerun, then plotly (seconds while the app warms its spare training process)
     choose_radio(page, "time (s)")
-    expect(overlay.locator(".g-xtitle")).to_have_text("time (s)", timeout=1_000)
+    expect(overlay.locator(".g-xtitle")).to_have_text("time (s)", timeout=10_000)
     expect(overlay.locator(".g-ytitle")).to_have_text("validation accuracy")
     assert sorted(_texts(overlay.locator(".legendtext"))) == ["alpha", "alpha fork"]
     lines = overlay.locator(".scatterlayer .trace path.js-line")
