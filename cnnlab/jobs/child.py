@@ -94,16 +94,6 @@ def _relay_class():
     return Relay
 
 
-def _weights_bytes(state: dict | None) -> bytes | None:
-    if state is None:
-        return None
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()
-
-
 def _warm_up() -> None:
     """One SGD step of a tiny conv net: the first optimizer imports torch._dynamo (about 3 s here) and the
     first convolution sets oneDNN up, so a spare's job reaches its first step in a fraction of a second."""
@@ -134,6 +124,7 @@ def main(fd: int, preload: bool) -> int:
     from ..recorder import RunRecorder
     from ..runs import RunHandle
     from .job import ThreadBudget, build_trainer
+    from .process import weights_payload
 
     from .. import settings
 
@@ -179,7 +170,7 @@ def main(fd: int, preload: bool) -> int:
                 threads[0] = int(msg[1])
             elif kind == "weights":
                 try:
-                    data = _weights_bytes(trainer_box[0].weights_copy()) if trainer_box else None
+                    data = weights_payload(trainer_box[0].weights_copy()) if trainer_box else None
                 except Exception:  # noqa: BLE001 - the page falls back to the saved checkpoint
                     data = None
                 send(("weights", msg[1], data))

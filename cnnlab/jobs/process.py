@@ -236,7 +236,7 @@ class Spares:
 
 
 def weights_payload(state: dict | None) -> bytes | None:
-    """A state dict as bytes for the payload (torch.save; the child loads it with weights_only=True)."""
+    """A state dict as bytes for the pipe (torch.save; the other side loads it with weights_only=True)."""
     if state is None:
         return None
     import torch
