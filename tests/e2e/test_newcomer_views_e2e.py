@@ -175,6 +175,7 @@ def test_compare_charts_follow_the_metric_and_stay_readable(streamlit_server, pa
     add_option(page, "Selected runs", "alpha")
     overlay = page.locator(CHART).first
     expect(overlay.locator(".g-ytitle")).to_have_text("train loss", timeout=30_000)
+    expect(overlay.locator(".legendtext")).to_have_count(2, timeout=30_000)  # the rerun that adds alpha
     assert sorted(_texts(overlay.locator(".legendtext"))) == ["alpha", "alpha fork"]
 
     select_option(page, "Metric", "validation accuracy")
