@@ -18,20 +18,12 @@ from cnnlab.errors import ConfigError
 from cnnlab.jobs import FINAL, JobManager
 from cnnlab.models import build_model
 from cnnlab.plan import plan_run
-from cnnlab.recipe import TrainConfig
 from cnnlab.runs import RunStore
 from cnnlab.runs.liveness import pid_alive
 
-TINY = [{"type": "conv", "out": 8, "k": 3, "stride": 2}, {"type": "relu"}, {"type": "maxpool", "k": 2},
-        {"type": "flatten"}, {"type": "linear", "out": 10}]
+from test_jobs import TINY, cfg  # the job tests' tiny net and recipe
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cfg(**kw) -> TrainConfig:
-    base = dict(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, epochs=2, device="cpu",
-                eval_batch_size=2000, data=DataConfig(subset=512, val_size=500))
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 def wait_for(pred, timeout: float = 120.0, what: str = "condition") -> None:
