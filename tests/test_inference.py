@@ -213,6 +213,11 @@ def digit_input() -> torch.Tensor:
     return preprocessing.preprocess(ellipse_canvas()).tensor
 
 
+def digit_maps(model: nn.Module) -> list[probes.LayerMaps]:
+    """Every conv's feature maps for the test digit, as the Draw page records them."""
+    return probes.analyze_image(model, preprocessing.preprocess(ellipse_canvas()).image).layers
+
+
 def test_predict_uses_eval_mode_and_restores_train_mode():
     model = small_net().train()
     x = digit_input()
@@ -234,7 +239,7 @@ def test_predict_accepts_display_images():
 
 def test_feature_maps_one_per_conv_with_post_activation_when_sequential():
     model = small_net().train()
-    layers = probes.feature_maps(model, digit_input())
+    layers = digit_maps(model)
     assert [(l.name, l.maps.shape, l.stage) for l in layers] == [
         ("0_conv", (4, 26, 26), "relu"),
         ("3_conv", (8, 11, 11), "relu"),  # found past the BatchNorm
@@ -246,7 +251,7 @@ def test_feature_maps_one_per_conv_with_post_activation_when_sequential():
 
 def test_feature_maps_inside_a_custom_block():
     model = branchy_net()
-    layers = probes.feature_maps(model, digit_input())
+    layers = digit_maps(model)
     assert [(l.name, l.maps.shape, l.stage) for l in layers] == [
         ("0_conv", (4, 26, 26), "relu"),
         ("2_inception.b1", (2, 26, 26), "conv"),  # F.relu inside forward: raw conv output
@@ -259,7 +264,7 @@ def test_feature_maps_inside_a_custom_block():
 def test_hooks_are_removed_when_forward_fails():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), Explodes())
     with pytest.raises(RuntimeError, match="boom"):
-        probes.feature_maps(model, digit_input())
+        digit_maps(model)
     assert all(not m._forward_hooks for m in model.modules())
 
 
@@ -269,13 +274,14 @@ def test_concurrent_probes_of_one_model_do_not_mix():
 
     model = branchy_net()
     img = preprocessing.preprocess(ellipse_canvas()).image
-    inputs = [preprocessing.normalize(robustness.perturb(img, rotate_deg=a)) for a in range(0, 80, 10)]
-    expected = [probes.feature_maps(model, x)[-1].maps for x in inputs]
+    images = [robustness.perturb(img, rotate_deg=a) for a in range(0, 80, 10)]
+    inputs = [preprocessing.normalize(x) for x in images]
+    expected = [probes.analyze_image(model, x).layers[-1].maps for x in images]
     got: dict[int, list[np.ndarray]] = {i: [] for i in range(len(inputs))}
 
     def work(i: int) -> None:
         for _ in range(10):
-            got[i].append(probes.feature_maps(model, inputs[i])[-1].maps)
+            got[i].append(probes.analyze_image(model, images[i]).layers[-1].maps)
             attribution.gradcam(model, inputs[i])
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
@@ -294,7 +300,7 @@ def test_analyze_matches_separate_calls():
     analysis = probes.analyze(model, ellipse_canvas())
     pre = analysis.pre
     np.testing.assert_allclose(analysis.prediction.probs, probes.predict(model, pre.tensor).probs, rtol=1e-6)
-    separate = probes.feature_maps(model, pre.tensor)
+    separate = probes.analyze_image(model, pre.image).layers
     for a, b in zip(analysis.layers, separate, strict=True):
         assert a.name == b.name
         np.testing.assert_allclose(a.maps, b.maps)

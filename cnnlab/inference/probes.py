@@ -173,16 +173,6 @@ def _forward_with_maps(model: nn.Module, t: torch.Tensor) -> tuple[torch.Tensor,
     return out, layers
 
 
-def feature_maps(model: nn.Module, x: torch.Tensor | np.ndarray) -> list[LayerMaps]:
-    """Activations of every Conv2d for one image, in forward order.
-
-    For a conv followed (in the same nn.Sequential, past BatchNorm/Dropout) by an activation such
-    as ReLU, the maps are that activation's output (`stage="relu"`); otherwise, e.g. inside a custom
-    block that calls F.relu itself, they are the raw conv output (`stage="conv"`).
-    """
-    return _forward_with_maps(model, as_input(model, x))[1]
-
-
 def first_layer_filters(model: nn.Module) -> np.ndarray:
     """Weights [out, in, k, k] of the first Conv2d."""
     convs = conv_layers(model)
