@@ -229,7 +229,7 @@ def generate_code(spec: list[dict], *, title: str = "", mean: float = D.MEAN, st
     from .models import Tied, build_model
 
     summary = validate_spec(spec)
-    built = build_model(spec)
+    built = build_model(spec, summary=summary)
     children = dict(built.named_children())
     names = Names()
     init: list[str] = []

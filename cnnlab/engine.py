@@ -82,7 +82,8 @@ class Trainer:
         self.epochs = cfg.epochs  # live-editable: the run ends after this many epochs
         self.live.record(epochs=self.epochs)
         self.sched_anchor: tuple[float, float] = (0, 0.0)  # (step, schedule progress) of the last epochs change
-        self.model = build_model(spec, seed=cfg.seed).to(self.device)  # initial weights: a private generator
+        # initial weights: a private generator; the plan's summary: the spec is not checked again
+        self.model = build_model(spec, seed=cfg.seed, summary=plan.summary).to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(self.model, cfg)

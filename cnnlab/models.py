@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from .data import MEAN, STD
-from .spec import normalize_layer, validate_spec
+from .spec import Summary, normalize_layer, validate_spec
 
 
 class Inception(nn.Module):
@@ -160,12 +160,15 @@ def init_weights(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def build_model(spec: Any, seed: int | None = None) -> nn.Sequential:
+def build_model(spec: Any, seed: int | None = None, *, summary: Summary | None = None) -> nn.Sequential:
     """Validate then build an nn.Sequential with children named '<index>_<type>'.
 
-    With `seed`, the initial weights depend on it alone (see init_weights).
+    With `seed`, the initial weights depend on it alone (see init_weights). `summary`: the spec's
+    `validate_spec` result where it was already checked (a `plan.RunPlan`'s): the spec is trusted, not
+    checked again. Without it (a raw spec: a stored run, a test) the spec is validated here first.
     """
-    summary = validate_spec(spec)
+    if summary is None:
+        summary = validate_spec(spec)
     layers = spec["layers"] if isinstance(spec, dict) else spec
     mods: OrderedDict[str, nn.Module] = OrderedDict()
     tied: dict[int, str] = {}  # tie group -> name of the layer that owns the weights

@@ -7,12 +7,13 @@ page open (OpenMP's idle workers spin less once a process holds more than one po
 script runs take the GIL) and 0.64 with the Train page open.
 
 FD is this end of a socket pair (a `multiprocessing.connection.Connection`). The parent sends one
-payload (the run folder, spec, recipe, live values, thread count; the weights of a fork; whether to resume
-from last.pt), then commands: `("pause", bool)`, `("stop",)`, `("stop_epoch",)`, `("live", {field: value})`,
-`("threads", n)`, `("weights", request_id)`. This process writes the run's files (`RunRecorder`) and sends
-back what the job's view shows: `("phase", key)`, `("start", counters)`, `("recs", [(hook, rec), ...],
-live values)` (batched, at most every `SEND_EVERY_S`), `("end", TrainResult fields)`, `("error", message,
-traceback)`, `("weights", request_id, bytes | None)`. The parent holds the run's writer lock.
+payload (the run folder, the validated `RunPlan`, which this side trusts, live values, thread count; the
+weights of a fork; whether to resume from last.pt), then commands: `("pause", bool)`, `("stop",)`,
+`("stop_epoch",)`, `("live", {field: value})`, `("threads", n)`, `("weights", request_id)`. This process
+writes the run's files (`RunRecorder`) and sends back what the job's view shows: `("phase", key)`,
+`("start", counters)`, `("recs", [(hook, rec), ...], live values)` (batched, at most every
+`SEND_EVERY_S`), `("end", TrainResult fields)`, `("error", message, traceback)`, `("weights", request_id,
+bytes | None)`. The parent holds the run's writer lock.
 
 It dies with its parent (PR_SET_PDEATHSIG, and the end of the pipe) and ignores SIGINT/SIGTERM sent to
 the process group: the parent stops it at a step boundary, the way a thread job stops.
@@ -118,8 +119,6 @@ def main(fd: int, preload: bool) -> int:
 
     from .. import data as D
     from ..control import Control, LiveParams
-    from ..plan import plan_run
-    from ..recipe import TrainConfig
     from ..health import LayerHealth
     from ..recorder import RunRecorder
     from ..runs import RunHandle
@@ -180,7 +179,6 @@ def main(fd: int, preload: bool) -> int:
         if threads[0]:
             torch.set_num_threads(threads[0])
         handle = RunHandle(Path(payload["run_dir"]))
-        cfg = TrainConfig.from_dict(payload["cfg"])
         if mnist is None:
             send(("phase", "data"))
             mnist = D.load_mnist()
@@ -192,7 +190,7 @@ def main(fd: int, preload: bool) -> int:
         init_weights = torch.load(io.BytesIO(init), weights_only=True) if init else None
         send(("phase", "model"))
         budget = ThreadBudget(lambda: threads[0])
-        trainer = build_trainer(plan_run(payload["spec"], cfg), mnist, control=control, resume_state=resume_state,
+        trainer = build_trainer(payload["plan"], mnist, control=control, resume_state=resume_state,
                                 init_weights=init_weights, start_epoch=int(payload["start_epoch"]),
                                 callbacks=[RunRecorder(handle), LayerHealth(), budget, _relay_class()(send)])
         trainer_box.append(trainer)

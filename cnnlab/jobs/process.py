@@ -248,7 +248,7 @@ def weights_payload(state: dict | None) -> bytes | None:
 
 def child_payload(job: _Job, *, resume: bool, threads: int) -> dict:
     return {"env": {k: v for k, v in os.environ.items() if k.startswith("CNNLAB_")},
-            "run_dir": str(job.handle.path), "spec": job.plan.spec, "cfg": job.cfg.to_dict(),
+            "run_dir": str(job.handle.path), "plan": job.plan,  # validated: the child trusts it
             "live": job.control.live.snapshot(), "threads": threads, "resume": resume,
             "init_weights": weights_payload(job.init_weights), "start_epoch": job.start_epoch}
 

@@ -1,13 +1,13 @@
 """The sweep driver: Ray Tune runs the trials; a Tune callback writes each one into the run store live.
 
-`run_sweep` validates the definition, connects to Ray (local or a cluster, `cluster.connect`), loads
-MNIST once and hands it to every trial through the object store, and runs `tune.Tuner` with the space,
-the search algorithm (random, grid, Optuna TPE) and optionally ASHA. `StoreCallback` runs in this
-process: on a trial's start it creates the run (config.json carries `sweep` and `sweep_params`); on each
-result it replays the trial's records through the engine's own `RunRecorder` (metrics, events, last.pt,
-epoch_<k>.pt, best.pt, status, result), so a trial's folder is the same as any run's. The runs' status
-carries this process's pid: if the driver is killed, unfinished trials list as interrupted and resume
-like any run.
+`run_sweep` takes a definition validated where it entered (`SweepDef.validate`), connects to Ray (local
+or a cluster, `cluster.connect`), loads MNIST once and hands it to every trial through the object store,
+and runs `tune.Tuner` with the space, the search algorithm (random, grid, Optuna TPE) and optionally ASHA.
+`StoreCallback` runs in this process: on a trial's start it creates the run (config.json carries `sweep`
+and `sweep_params`); on each result it replays the trial's records through the engine's own `RunRecorder`
+(metrics, events, last.pt, epoch_<k>.pt, best.pt, status, result), so a trial's folder is the same as any
+run's. The runs' status carries this process's pid: if the driver is killed, unfinished trials list as
+interrupted and resume like any run.
 
 Stopping: the page writes stop requests into the sweep's control.json; the callback polls it and tells
 the `SweepControl` actor, which the trials poll between steps (a stopped trial ends "stopped" at its next
@@ -108,7 +108,7 @@ class StoreCallback(tune.Callback):
         try:
             plan = plan_run(*apply_sample(self.defn.spec, self.defn.recipe, params))
         except LabError:  # the trial reports the error itself; the base (checked by defn.validate) is recorded
-            plan = plan_run(self.defn.spec, TrainConfig.from_dict(self.defn.recipe))
+            plan = self.defn.validated_base()
         config = run_config(self.defn.preset, plan, source="sweep")
         config.update(sweep=self.sweep_id, sweep_params=params, sweep_trial=n)
         handle = self.store.create(config, name=trial_name(self._name, n, params), lock=True)  # one writer
@@ -256,7 +256,7 @@ def _scheduler(defn: SweepDef) -> Any:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    epochs = max([TrainConfig.from_dict(defn.recipe).epochs]
+    epochs = max([defn.validated_base().cfg.epochs]
                  + [int(v) for p in defn.params if p.field == "epochs" for v in p.probe_values()])
     # one report per epoch plus the final one (the test result) which must not be cut off
     return ASHAScheduler(time_attr="training_iteration", max_t=epochs + 1, grace_period=1, reduction_factor=2)
@@ -267,9 +267,10 @@ def run_sweep(defn: SweepDef, *, address: str | None = None, sweep_id: str | Non
               on_started: Callable[[str], None] | None = None, seed: int = 0) -> dict:
     """Run a sweep to its end (or until stopped); returns the summary (`summary()`). LabError before start.
 
-    `defn` was validated where it entered (`SweepDef.validate`: the CLI, the app's launcher); here it is only
-    checked against the CPUs of the Ray it gets.
+    `defn` was validated where it entered (`SweepDef.validate`: the page's form and the CLI's flags through
+    `make_def`, the CLI's `--definition` file); here it is only checked against the CPUs of the Ray it gets.
     """
+    defn.validated_base()  # trusted, not checked again
     log = log or (lambda s: None)
     store = store or RunStore()
     sweeps = SweepStore(store)

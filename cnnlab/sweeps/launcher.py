@@ -45,8 +45,9 @@ class SweepLauncher:
         self._procs: dict[str, _Proc] = {}
 
     def start(self, defn: SweepDef, address: str | None = None) -> str:
-        """Validate (ConfigError now), then start the driver process; returns the sweep id it will use."""
-        defn.validate()
+        """Start the driver process of a definition validated where it entered (`make_def`: the page's form);
+        returns the sweep id it will use."""
+        defn.validated_base()  # trusted, not checked again
         sweep_id = new_sweep_id()
         fd, def_path = tempfile.mkstemp(prefix=f"cnnlab-{sweep_id}-", suffix=".json")
         with os.fdopen(fd, "w") as f:

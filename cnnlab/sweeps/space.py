@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, SpecError
+from ..plan import RunPlan, plan_run
 from ..recipe import TrainConfig
-from ..spec import validate_spec
 
 KINDS = ("loguniform", "uniform", "int", "choice")
 SEARCHES = ("random", "grid", "tpe")
@@ -193,9 +193,15 @@ class SweepDef:
     early_stop: bool = False
     name: str = ""
     extra: dict = field(default_factory=dict)
+    # the base architecture and recipe as `validate` checked them (None before): what follows trusts it
+    base: RunPlan | None = field(default=None, compare=False, repr=False)
 
     def validate(self, max_concurrent: int | None = None) -> "SweepDef":
-        """Refuse a bad definition with the field named, before anything starts; return self."""
+        """Refuse a bad definition with the field named, before anything starts; return self (with `base`).
+
+        Called once, where a definition enters (`make_def`: the page and the CLI's flags; the CLI's
+        `--definition` file); the launcher and the driver trust a validated definition.
+        """
         if self.search not in SEARCHES:
             raise ConfigError("search", f"unknown search {self.search!r}; known: {', '.join(SEARCHES)}")
         if isinstance(self.trials, bool) or not isinstance(self.trials, int) or not 1 <= self.trials <= MAX_TRIALS:
@@ -205,14 +211,12 @@ class SweepDef:
             if p.field in seen:
                 raise ConfigError(p.field, "appears twice in the search space")
             seen.add(p.field)
-        base_cfg = TrainConfig.from_dict(self.recipe).validate()
-        validate_spec(self.spec)
+        base = plan_run(self.spec, TrainConfig.from_dict(self.recipe))
         for p in self.params:  # each bound / choice alone, on the base recipe
             for v in p.probe_values():
                 try:
                     spec, cfg = apply_sample(self.spec, self.recipe, {p.field: v})
-                    cfg.validate()
-                    validate_spec(spec)
+                    plan_run(spec, cfg, summary=base.summary if spec is self.spec else None)  # base spec: checked
                 except ConfigError as exc:
                     if exc.field in (p.field, "data." + p.field):
                         msg = str(exc).split(": ", 1)[-1]
@@ -234,9 +238,16 @@ class SweepDef:
                 raise ConfigError("concurrent", f"{self.concurrent} at once is more than the {self.trials} trials")
             if max_concurrent is not None:
                 self.fits(max_concurrent)
-        if self.early_stop and base_cfg.epochs < 2 and "epochs" not in seen:
+        if self.early_stop and base.cfg.epochs < 2 and "epochs" not in seen:
             raise ConfigError("early_stop", "early stopping compares trials between epochs: needs epochs of 2 or more")
+        self.base = base
         return self
+
+    def validated_base(self) -> RunPlan:
+        """The base plan `validate` made; using a definition that was never validated is a programming error."""
+        if self.base is None:
+            raise TypeError("a SweepDef is validated where it enters (make_def, SweepDef.validate) before use")
+        return self.base
 
     def fits(self, cpus: int) -> None:
         """ConfigError unless the trials asked to run at once fit the CPUs Ray has (a validated definition)."""
