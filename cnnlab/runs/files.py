@@ -9,7 +9,7 @@ import threading
 import zipfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cnnlab.errors import LabError
 from cnnlab.status import ACTIVE, RESUMABLE, STATUSES  # noqa: F401 (the package re-exports them)
@@ -80,44 +80,47 @@ def pt_intact(path: Path) -> str | None:
     return None
 
 
+def _stat_cached(cache: dict, path: Path, read: Callable[[Path], Any],
+                 gone: type[OSError] | tuple[type[OSError], ...] = FileNotFoundError) -> Any:
+    """`read(path)`, cached by path, mtime and size (a changed file is read again); None where `stat` raises
+    `gone` (the file is missing)."""
+    try:
+        st = path.stat()
+    except gone:
+        return None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in cache:
+        if len(cache) > 4096:
+            cache.clear()
+        cache[key] = read(path)
+    return cache[key]
+
+
 _pt_cache: dict[tuple[str, int, int], str | None] = {}
 
 
 def pt_problem(path: Path) -> str | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    if key not in _pt_cache:
-        if len(_pt_cache) > 4096:
-            _pt_cache.clear()
-        _pt_cache[key] = pt_intact(path)
-    return _pt_cache[key]
+    """`pt_intact` of a checkpoint file, cached; None if it is fine or absent."""
+    return _stat_cached(_pt_cache, path, pt_intact)
 
 
 _epoch_cache: dict[tuple[str, int, int], int | None] = {}
 
 
-def checkpoint_epoch(path: Path) -> int | None:
-    """The "epoch" stored in a checkpoint (cached by mtime and size); None if absent or unreadable."""
+def _stored_epoch(path: Path) -> int | None:
     import torch
 
-    try:
-        st = path.stat()
-    except OSError:
+    try:  # mmap: only the pickled header is read, not the tensors
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - damaged files are reported by pt_problem
         return None
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    if key not in _epoch_cache:
-        if len(_epoch_cache) > 4096:
-            _epoch_cache.clear()
-        try:  # mmap: only the pickled header is read, not the tensors
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            epoch = obj.get("epoch") if isinstance(obj, dict) else None
-            _epoch_cache[key] = int(epoch) if isinstance(epoch, int) and not isinstance(epoch, bool) else None
-        except Exception:  # noqa: BLE001 - damaged files are reported by pt_problem
-            _epoch_cache[key] = None
-    return _epoch_cache[key]
+    epoch = obj.get("epoch") if isinstance(obj, dict) else None
+    return int(epoch) if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """The "epoch" stored in a checkpoint (cached by mtime and size); None if absent or unreadable."""
+    return _stat_cached(_epoch_cache, path, _stored_epoch, gone=OSError)
 
 
 def versions() -> dict:

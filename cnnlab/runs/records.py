@@ -143,7 +143,7 @@ class RunRecords:
 
     def prefill(self) -> None:
         """Start from what the run's files hold (a resumed run continues its stored curve)."""
-        self.extend(merge_records(*_read_both(self.run_dir)))
+        self.extend(StoredRecords(self.run_dir).since(0)[0])  # not the shared cache: the job keeps them
 
     def append(self, rec: dict) -> None:
         """In the worker: one new record (readers waiting in `wait` wake up)."""
@@ -189,8 +189,3 @@ def read_jsonl(path: Path, since: int = 0) -> list[dict]:
     """Records `since`.. of a JSONL file, read once in full; a partial last line (a writer mid-write or
     killed) is skipped. Indexes count complete, parseable object lines, so they are stable while it grows."""
     return JsonlTail(path).poll()[0][max(0, since):]
-
-
-def _read_both(run_dir: Path) -> tuple[list[dict], list[dict]]:
-    """(metrics, events) of a run folder, read in full once (no cache: the caller keeps them)."""
-    return read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(run_dir / "events.jsonl")
