@@ -14,8 +14,10 @@ readers follow with `JobView.records_since(k)` (readers never consume: several t
 The worker never imports or calls Streamlit. The record list is a `runs.records.RunRecords`: once a job has ended
 its records are on disk, the list is dropped and its readers read the store (`runs.records.stored`).
 Modules: `job` (`_Job`, a Trainer callback after the recorder; `JobView`; the thread budget), `manager`
-(`JobManager`), `process` (the parent's side of a training process) and `child` (the training process). What a resume or a fork starts from is the run handle's business: `RunHandle.planned_epochs`,
-`epochs_set_after`, `fork_epochs`, `fork_weights`.
+(`JobManager`: the queue, the slots and the public calls), `worker` (how one job trains, in a thread or a
+training process, to a final status), `lineage` (what a resume or a fork starts from: its plan, weights
+and resume state, read through the run handle's `planned_epochs`, `epochs_set_after`, `fork_weights`,
+`rewind`), `process` (the parent's side of a training process) and `child` (the training process).
 
 Policies:
 - **States**: queued, running, paused, done, stopped, failed, diverged (interrupted is what the store

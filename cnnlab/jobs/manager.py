@@ -7,19 +7,18 @@ import collections
 import itertools
 import threading
 import time
-import traceback
 from typing import Callable
 
 from .. import data as D
 from .. import settings
-from ..errors import CheckpointError, ConfigError, LabError
-from ..health import LayerHealth
-from ..plan import RunPlan, plan_run
-from ..recipe import TrainConfig
-from ..recorder import RunRecorder, create_run
-from ..runs import ACTIVE, RunHandle, RunInfo, RunStore, effective_status
-from .job import FINAL, MAX_CONCURRENT, PHASES, JobView, ThreadBudget, _Job, build_trainer, threads_per_job
-from .process import ChildFailed, Spares, child_payload
+from ..errors import ConfigError, LabError
+from ..plan import RunPlan
+from ..recorder import create_run
+from ..runs import RunHandle, RunInfo, RunStore
+from .job import FINAL, MAX_CONCURRENT, JobView, _Job, threads_per_job
+from .lineage import fork_plan, prepare_resume, resume_plan
+from .process import Spares
+from .worker import run_to_end, train_in_process, train_in_thread
 
 WORKERS = ("thread", "process")
 
@@ -97,19 +96,12 @@ class JobManager:
                 old.thread.join(30)  # its status is final; its thread is letting go of the run
             handle.lock_writer()  # across processes: one writer per run (RunBusy names the other)
             try:
-                state, _, _ = effective_status(handle.status, self.live_ids(), handle.id)
-                if state in ACTIVE:
-                    raise LabError(f"run '{run_id}' is {state} in another process (pid {handle.status.get('pid')})")
-                if state == "done":
-                    raise LabError(f"run '{run_id}' is done; fork it to train further")
-                cfgd = handle.config
-                plan = plan_run(cfgd.get("spec"), TrainConfig.from_dict(cfgd.get("recipe")))  # it enters from disk
-                parent = cfgd.get("parent") if isinstance(cfgd.get("parent"), dict) else None
+                plan, parent = resume_plan(handle, self.live_ids())
                 handle.write_status(status="queued", message="waiting to resume", traceback=None)
             except BaseException:
                 handle.release_writer()
                 raise
-            job = _Job(next(self._seq), handle, str(cfgd.get("preset") or "run"), plan,
+            job = _Job(next(self._seq), handle, str(handle.config.get("preset") or "run"), plan,
                        name=self._name(handle), mode="resume", fork_from=parent,
                        start_epoch=int((parent or {}).get("epoch") or 0))
             self._enqueue(job)
@@ -119,27 +111,14 @@ class JobManager:
              name: str | None = None) -> str:
         """A new run from `run_id`'s weights after `epoch` (default: its last saved epoch) with `overrides`."""
         src = self.store.get(run_id, live_ids=self.live_ids())
-        cfgd = src.config
-        weights, epoch = src.fork_weights(epoch)
-        over = dict(overrides or {})
-        recipe = dict(cfgd.get("recipe") or {})
-        recipe["epochs"] = src.planned_epochs()  # a live-edited count, not the launch recipe's
-        data_over = over.pop("data", None) or {}
-        if isinstance(data_over, D.DataConfig):
-            data_over = data_over.to_dict()
-        data = {**(recipe.pop("data", None) or {}), **data_over}
-        cfg = TrainConfig.from_dict({**recipe, "data": data}, **over)
-        if cfg.epochs <= epoch:
-            raise ConfigError("epochs", f"the fork starts after epoch {epoch}, so epochs (the last epoch, counted "
-                                        f"like the parent's) must be more than {epoch}, got {cfg.epochs}")
-        plan = plan_run(cfgd.get("spec"), cfg)
-        parent = {"run_id": src.id, "epoch": epoch}
+        plan, weights, parent = fork_plan(src, epoch, overrides)
+        epoch, preset = parent["epoch"], str(src.config.get("preset") or "run")
         if name is None:
             name = f"{self._name(src)} · fork @ epoch {epoch}"
         with self._lock:
             self._check_open()
-            handle = create_run(self.store, str(cfgd.get("preset") or "run"), plan, name=name, parent=parent)
-            job = _Job(next(self._seq), handle, str(cfgd.get("preset") or "run"), plan, name=self._name(handle),
+            handle = create_run(self.store, preset, plan, name=name, parent=parent)
+            job = _Job(next(self._seq), handle, preset, plan, name=self._name(handle),
                        mode="fork", init_weights=weights, start_epoch=epoch, fork_from=parent)
             self._enqueue(job)
         return job.id
@@ -345,90 +324,18 @@ class JobManager:
     def _thread_budget(self) -> int:
         return self.fixed_threads or threads_per_job(len(self._running))
 
-    def _train_in_thread(self, job: _Job) -> None:
-        budget = ThreadBudget(self._thread_budget, job)
-        budget.apply()
-        job.set_phase(PHASES["data"])
-        mnist = self._mnist_loader()
-        if job.mode == "resume":
-            job.set_phase(PHASES["resume"])
-        resume_state = self._prepare_resume(job) if job.mode == "resume" else None
-        job.set_phase(PHASES["model"])
-        trainer = build_trainer(job.plan, mnist, control=job.control, resume_state=resume_state,
-                                init_weights=job.init_weights, start_epoch=job.start_epoch,
-                                callbacks=[RunRecorder(job.handle), LayerHealth(), budget, job])
-        job.init_weights = None
-        job.trainer = trainer
-        job.set_phase(PHASES["steps"])
-        trainer.run()
-
-    def _train_in_process(self, job: _Job) -> None:
-        resume = False
-        if job.mode == "resume":
-            job.set_phase(PHASES["resume"])
-            resume = self._prepare_resume(job) is not None  # the child loads last.pt itself
-        child = self._spares.take()
-        job.remote = child
-        payload = child_payload(job, resume=resume, threads=self._thread_budget())
-        job.init_weights = None
-        child.relay(job, payload, self._thread_budget)
+    def _train(self, job: _Job) -> None:
+        resume = lambda j: prepare_resume(j, self.store, self.live_ids())  # noqa: E731
+        if self.workers == "process":
+            train_in_process(job, self._spares, self._thread_budget, resume)
+        else:
+            train_in_thread(job, self._mnist_loader, self._thread_budget, resume)
 
     def _worker(self, job: _Job) -> None:
-        """Thread body: set up, train (here or in a training process), and always leave a final status,
-        then free the slot."""
+        """Thread body: train the job to its final status (`worker.run_to_end`), then free its slot."""
         try:
-            if self.workers == "process":
-                self._train_in_process(job)
-            else:
-                self._train_in_thread(job)
-        except BaseException as exc:  # noqa: BLE001 - a job must end with a status, whatever happened
-            message = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
-            tb = exc.child_traceback if isinstance(exc, ChildFailed) else traceback.format_exc()
-            try:  # the store first: once the view says final, the run folder says so too
-                job.handle.write_status(status="failed", message=message, traceback=tb)
-            except Exception:  # noqa: BLE001 - the store itself may be what failed
-                pass
-            job.handle.release_writer()
-            job.fail(message, tb)
+            run_to_end(job, self._train)
         finally:
-            if job.status not in FINAL:
-                try:
-                    job.handle.write_status(status="failed", message="the training thread ended without a status")
-                except Exception:  # noqa: BLE001
-                    pass
-                job.fail("the training thread ended without a status", "")
-            job.trainer, job.init_weights, job.remote = None, None, None
-            job.handle.release_writer()  # after the final status: the next writer may take over
-            job.records.close()  # on disk by now: readers go to the store, the memory is freed
             with self._lock:
                 self._running.discard(job)
                 self._pump()
-
-    def _prepare_resume(self, job: _Job) -> dict | None:
-        """Load last.pt, drop the records written after it, prefill the view; the resume state or None.
-
-        Without last.pt (stopped in its first epoch) the run restarts from its beginning (or, for a fork,
-        from its parent's weights).
-        """
-        handle = job.handle
-        state = handle.load_checkpoint("last") if handle.has_checkpoint("last") else None
-        if state is not None:
-            for key in ("model", "optimizer", "epoch", "step", "gen_state"):
-                if key not in state:
-                    raise CheckpointError(f"{handle.path / 'last.pt'} is not a resumable checkpoint (no '{key}')")
-            epoch, step = int(state["epoch"]), int(state["step"])
-            if epoch > 0 and (epoch not in handle.epoch_checkpoints() or handle.saved_epoch(f"epoch_{epoch}") != epoch):
-                # a kill while epoch_<k>.pt was written (runs saved before last.pt went last): restore it
-                handle.save_checkpoint({"model": state["model"], "epoch": epoch, "step": step}, f"epoch_{epoch}")
-        else:
-            if job.fork_from:
-                src = self.store.get(job.fork_from["run_id"], live_ids=self.live_ids())
-                job.init_weights, _ = src.fork_weights(int(job.fork_from["epoch"]))
-            epoch = job.start_epoch
-            step = epoch * job.steps_per_epoch
-        later = handle.epochs_set_after(step, epoch)
-        handle.rewind(step, epoch)
-        if later is not None:  # changed after the checkpoint: apply it again at the resume step
-            job.control.live.set(epochs=later)
-        job.continue_from(epoch, step)
-        return state
