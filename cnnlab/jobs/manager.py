@@ -324,12 +324,14 @@ class JobManager:
     def _thread_budget(self) -> int:
         return self.fixed_threads or threads_per_job(len(self._running))
 
+    def _resume_state(self, job: _Job) -> dict | None:
+        return prepare_resume(job, self.store, self.live_ids())
+
     def _train(self, job: _Job) -> None:
-        resume = lambda j: prepare_resume(j, self.store, self.live_ids())  # noqa: E731
         if self.workers == "process":
-            train_in_process(job, self._spares, self._thread_budget, resume)
+            train_in_process(job, self._spares, self._thread_budget, self._resume_state)
         else:
-            train_in_thread(job, self._mnist_loader, self._thread_budget, resume)
+            train_in_thread(job, self._mnist_loader, self._thread_budget, self._resume_state)
 
     def _worker(self, job: _Job) -> None:
         """Thread body: train the job to its final status (`worker.run_to_end`), then free its slot."""
