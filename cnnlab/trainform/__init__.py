@@ -6,7 +6,8 @@
 """
 
 from ..recipe import TrainConfig
-from .curves import REDRAW_EVERY_S, CurveCache, Redraw, reference_for, val_label, view_config
+from .curves import (IDLE_EVERY_S, LIST_EVERY_S, REDRAW_EVERY_S, STATUS_EVERY_S, CurveCache, Redraw, reference_for,
+                     val_label, view_config)
 from .form import (ACTIVE, CFG_FIELDS, CUSTOM, DATA_FIELDS, DEVICES, FORM_FIELDS, LR_FINDER_HELP,
                    VAL_SOURCE_LABELS, SpecResult, augmented_examples, build_config, check_spec_text, field_message,
                    finder_progress, finder_summary, form_config, form_defaults, launch, layer_lines, layer_table, limits_caption,
@@ -19,7 +20,8 @@ from .watch import (LIVE_EPOCHS_HELP, StoredRunView, check_live, choose_run, fmt
                     stored_view)
 
 __all__ = ["ACTIVE", "CFG_FIELDS", "CUSTOM", "DATA_FIELDS", "DEVICES", "FORM_FIELDS", "LIVE_EPOCHS_HELP",
-           "LR_FINDER_HELP", "REDRAW_EVERY_S", "RESUMABLE", "SAVED_SHOWN", "VAL_SOURCE_LABELS", "CurveCache", "ForkDefaults", "Redraw",
+           "LR_FINDER_HELP", "IDLE_EVERY_S", "LIST_EVERY_S", "REDRAW_EVERY_S", "STATUS_EVERY_S", "RESUMABLE",
+           "SAVED_SHOWN", "VAL_SOURCE_LABELS", "CurveCache", "ForkDefaults", "Redraw",
            "SpecResult", "StoredRunView", "TrainConfig", "augmented_examples", "build_config", "can_resume",
            "check_live", "check_spec_text", "choose_run", "default_saved", "field_message", "finder_progress",
            "finder_summary", "fmt_duration", "fork_defaults", "fork_overrides", "fork_run", "form_config", "form_defaults",
