@@ -4,12 +4,13 @@ and live tweaks) and the list of this process's runs. Imported by app_pages/trai
 Watching a run must not slow it down (issue 15): every look at the run is a Streamlit script run, and each one
 cost the browser tens of ms of CPU for the whole page, taken from the cores the run trains on. So the page looks
 by need, with fragments whose cadences live in cnnlab.trainform (`STATUS_EVERY_S`, `REDRAW_EVERY_S`,
-`LIST_EVERY_S`), and only while something trains:
+`LIST_EVERY_S`, `IDLE_EVERY_S`):
 
-- the status line and progress bar, every 2 s; when the run's status, its live values or whether it has steps
-  yet change, the whole page reruns, so buttons, curves and the live form follow at once;
-- the curves and layer health, every 10 s (at once after a rerun of the page);
-- the run list, every 15 s;
+- the status line and progress bar, every 2 s while the run is active (10 s when not); when the run's
+  status, its live values or whether it has steps yet change, the whole page reruns, so buttons, curves
+  and the live form follow at once;
+- the curves and layer health, every 10 s while the run is active (at once after a rerun of the page);
+- the run list, every 15 s (also while nothing trains: runs launched in another tab appear);
 - the buttons and the live form poll nothing: they are redrawn when the page reruns, which the status line asks
   for whenever what they show changes.
 """
@@ -261,7 +262,7 @@ def follow() -> None:
     st.session_state[K + "full_run"] = True  # fragments tell a whole-page run from their own reruns
     try:
         jobs, by_id, rid = _current()
-        st.fragment(_run_list, run_every=tf.LIST_EVERY_S if jobs else None)()
+        st.fragment(_run_list, run_every=tf.LIST_EVERY_S)()  # runs launched or renamed in other tabs
         if rid is None:
             return
         v = by_id[rid]
