@@ -199,7 +199,7 @@ def _across_epochs(src: ModelSource, loaded: LoadedModel, a: probes.Analysis) ->
     with st.spinner(f"Loading the weights of {len(eps)} epochs (once)…"):
         ep = get_lab().epoch_probs(run_id, a.pre.tensor)
     top = ep.top
-    st.markdown(f"**Top class after each epoch:** " + ", ".join(f"{e}: **{t}**" for e, t in zip(ep.epochs, top)))
+    st.markdown("**Top class after each epoch:** " + ", ".join(f"{e}: **{t}**" for e, t in zip(ep.epochs, top)))
     stable = ep.first_stable()
     said = (f"Reads it as **{top[-1]}** from epoch {stable} on" if stable != ep.epochs[0]
             else f"Reads it as **{top[-1]}** at every saved epoch")

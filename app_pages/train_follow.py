@@ -6,10 +6,11 @@ cost the browser tens of ms of CPU for the whole page, taken from the cores the 
 by need, with fragments whose cadences live in cnnlab.trainform (`STATUS_EVERY_S`, `REDRAW_EVERY_S`,
 `LIST_EVERY_S`, `IDLE_EVERY_S`):
 
-- the status line and progress bar, every 2 s while the run is active (10 s when not); when the run's
+- the status line and progress bar, every 3 s while the run is active (10 s when not); when the run's
   status, its live values or whether it has steps yet change, the whole page reruns, so buttons, curves
   and the live form follow at once;
-- the curves and layer health, every 10 s while the run is active (at once after a rerun of the page);
+- the curves and layer-health warnings, every 10 s while the run is active (at once after a rerun of the page);
+  the layer-health heatmap only while its box is open (it opens by itself on a new problem);
 - the run list, every 15 s (also while nothing trains: runs launched in another tab appear);
 - the buttons and the live form poll nothing: they are redrawn when the page reruns, which the status line asks
   for whenever what they show changes.
@@ -194,9 +195,20 @@ def _health_panel(v, rid: str, source: str) -> None:
         cache = st.session_state[K + "health"] = health.HealthCache(rid)
         st.session_state[K + "health_src"] = source
     cache.update(v)
-    for flag in health.flags(cache.recs):
+    flags = health.flags(cache.recs)
+    for flag in flags:
         getattr(st, flag.level)(f"Layer health: {flag.text}")
-    with st.expander("Layer health", expanded=bool(cache.recs)):
+    # The heatmap is drawn only while its box is open (a lazy expander): a healthy run keeps it closed, so
+    # following a run does not redraw a second chart every few seconds; a new problem opens it.
+    problems = (rid, tuple(f.text for f in flags))
+    if flags and st.session_state.get(K + "health_problems") != problems:
+        st.session_state[K + "health_open"] = True
+    st.session_state[K + "health_problems"] = problems
+    box = st.expander("Layer health", key=K + "health_open", on_change="rerun")
+    with box:
+        if not box.open:
+            st.session_state.pop(K + "health_fig", None)  # drawn afresh when opened
+            return
         if not cache.recs:
             st.caption("No layer statistics yet (sampled every 10–50 steps; runs from before this "
                        "feature have none).")

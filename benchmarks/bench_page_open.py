@@ -8,7 +8,7 @@ A real `streamlit run app.py` on 127.0.0.1 (the e2e harness's server), Debian's 
 Playwright, temporary run stores. Per preset: the Train page launches a long run (50,000 images, 500
 validation images, 20 epochs); then windows of `--window` seconds, in `--order`:
 
-- **open**: a fresh Train page follows the run (status every 2 s, curves every 10 s: what a user sees);
+- **open**: a fresh Train page follows the run (status every 3 s, curves every 10 s: what a user sees);
 - **none**: no page open (about:blank), the job trains alone in the server;
 - **cli**: the app job is paused from the page (the page is then closed) and `python -m cnnlab train` trains
   the same recipe in its own process; the app job resumes after the window.

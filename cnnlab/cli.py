@@ -80,7 +80,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .recipe import TrainConfig
     from .recorder import RunRecorder, create_run
     from .runs import RunStore
-    from .spec import summarize
 
     t0 = time.perf_counter()  # wall_s counts from here (after imports): data loading included
 

@@ -17,7 +17,7 @@ from ..plan import RunPlan
 from ..recipe import TrainConfig
 from ..runs import RunHandle
 from ..runs.records import RunRecords
-from ..status import ACTIVE, FINAL
+from ..status import ACTIVE, FINAL  # noqa: F401 (the package re-exports FINAL)
 
 MAX_CONCURRENT = 16  # jobs at once, at most (the page's "Jobs at once")
 IPS_SMOOTHING = 0.1  # EMA weight of the newest images/s sample

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
 
-from .series import Ema, downsample
+from .series import downsample
 
 _P = plotly.colors.qualitative.Plotly
 RAW = "rgba(99,110,250,0.35)"  # _P[0], faint

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, LabError
+from ..errors import ConfigError
 
 PROBE_TCP_S = 3.0
 PROBE_GCS_S = 15.0
