@@ -200,7 +200,7 @@ def _health_panel(v, rid: str, source: str) -> None:
         getattr(st, flag.level)(f"Layer health: {flag.text}")
     # The heatmap is drawn only while its box is open (a lazy expander): a healthy run keeps it closed, so
     # following a run does not redraw a second chart every few seconds; a new problem opens it.
-    problems = (rid, tuple(f.text for f in flags))
+    problems = (rid, tuple((f.level, f.layer) for f in flags))  # not the texts: their numbers move
     if flags and st.session_state.get(K + "health_problems") != problems:
         st.session_state[K + "health_open"] = True
     st.session_state[K + "health_problems"] = problems
