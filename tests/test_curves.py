@@ -241,7 +241,7 @@ def test_curve_cache_reads_only_new_records_and_caches_figure():
 def test_live_curves_redraw_for_new_steps_at_most_every_few_seconds_but_at_once_for_marks():
     cache = tf.CurveCache("r")
     every = cache.redraw.every
-    assert every > 1  # slower than the page's 1 s poll, which keeps the progress line moving
+    assert every > tf.STATUS_EVERY_S  # slower than the status line's looks, which keep the progress moving
     step = lambda i: {"kind": "step", "step": i, "loss": 1.0 / i, "acc": 0.5}  # noqa: E731
     empty = cache.figure(now=100.0)
     cache.add([step(1)])

@@ -42,7 +42,7 @@ def reference_for(preset: str, steps_per_epoch: int) -> tuple[str, list[float], 
 # 1.9 s of renderer CPU per 24 s on the 2-core box): every look is CPU the run trains on, so the page looks as
 # rarely as a person needs (benchmarks/bench_page_open.py).
 STATUS_EVERY_S = 3.0  # status line and progress bar; a status change, a live change or the first step reruns the page
-REDRAW_EVERY_S = 10.0  # curves and layer health: a live figure redraws for new points alone at most this often
+REDRAW_EVERY_S = 10.0  # curves and layer-health warnings (the heatmap while open): a live figure redraws for new points alone at most this often
 LIST_EVERY_S = 15.0  # the run list (runs launched or renamed in another tab)
 IDLE_EVERY_S = 10.0  # the status of a run that is not training (it may be resumed from another tab)
 
@@ -53,8 +53,8 @@ class Redraw:
     event, another run or quantity), for more points alone at most every `every` seconds.
 
     Building and drawing a plotly figure every second, and the browser redrawing it, took a visible share
-    of the CPU a small net trains on (benchmarks/bench_page_open.py); the status and progress line still
-    move every second.
+    of the CPU a small net trains on (benchmarks/bench_page_open.py); the status and progress line move
+    more often (`STATUS_EVERY_S`).
     """
 
     every: float = REDRAW_EVERY_S

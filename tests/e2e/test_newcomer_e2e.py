@@ -128,7 +128,7 @@ def test_run_names_survive_new_tabs_and_sessions(streamlit_server, page, browser
         ctx = browser.new_context(viewport=viewport)
         tab = ctx.new_page()
         goto(tab, server.url, timeout=LOAD_MS)
-        time.sleep(4)  # several 1 s polls of the watch panel
+        time.sleep(4)  # the page settles (finished runs are looked at every 10-15 s)
         assert _value(tab, "stTextInput", "Run name") == "beta renamed"
         assert _meta(store, a)["name"] == "alpha" and _meta(store, b)["name"] == "beta renamed"
         assert get_exception_blocks(tab) == []
@@ -241,7 +241,7 @@ def test_live_fields_show_the_job_values_and_send_only_changes(streamlit_server,
     ctx = browser.new_context(viewport=viewport)
     tab = ctx.new_page()
     goto(tab, url, timeout=LOAD_MS)
-    time.sleep(3)  # a few polls of the panel
+    time.sleep(3)  # the page settles (a running job's status is looked at every 3 s)
     shown = {f: float(_value(tab, "stNumberInput", label)) for f, label in LIVE.items()}
     assert shown["lr"] == pytest.approx(recipe["lr"]) and shown["momentum"] == pytest.approx(recipe["momentum"])
     assert shown["weight_decay"] == pytest.approx(recipe["weight_decay"])
@@ -259,7 +259,7 @@ def test_live_fields_show_the_job_values_and_send_only_changes(streamlit_server,
     fill_number(tab, "Live learning rate", -1)
     click_button(tab, "Apply")
     expect_text(tab, invalid)
-    time.sleep(3)  # three polls later the error is still there
+    time.sleep(3)  # a status look later the error is still there (the live form polls nothing)
     expect_text(tab, invalid, timeout=1_000)
     fill_number(tab, "Live learning rate", recipe["lr"] / 4)
     click_button(tab, "Apply")
