@@ -42,7 +42,7 @@ def reference_for(preset: str, steps_per_epoch: int) -> tuple[str, list[float], 
 # 1.9 s of renderer CPU per 24 s on the 2-core box): every look is CPU the run trains on, so the page looks as
 # rarely as a person needs (benchmarks/bench_page_open.py).
 STATUS_EVERY_S = 3.0  # status line and progress bar; a status change, a live change or the first step reruns the page
-REDRAW_EVERY_S = 10.0  # curves and layer-health warnings (the heatmap while open): a live figure redraws for new points alone at most this often
+REDRAW_EVERY_S = 10.0  # curves, layer-health warnings (heatmap while open): redrawn for new points at most this often
 LIST_EVERY_S = 15.0  # the run list (runs launched or renamed in another tab)
 IDLE_EVERY_S = 10.0  # the status of a run that is not training (it may be resumed from another tab)
 
