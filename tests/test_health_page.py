@@ -21,7 +21,7 @@ PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "train.py")
 K = "train_"
 
 
-def _dead_run(store, mnist, dead: bool = True) -> str:
+def _saved_run(store, mnist, dead: bool = True) -> str:
     """A real saved run whose first ReLU never fires (conv bias -100), recorded like the app records;
     `dead=False`: the same net left as initialised."""
     from cnnlab.engine import Trainer
@@ -42,7 +42,7 @@ def _heatmaps(at: AppTest) -> list[dict]:
 
 
 def test_saved_run_shows_layer_health_flags_and_heatmap(manager, mnist):
-    rid = _dead_run(manager.store, mnist)
+    rid = _saved_run(manager.store, mnist)
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.query_params["run"] = rid
     at.run()
@@ -60,7 +60,7 @@ def test_saved_run_shows_layer_health_flags_and_heatmap(manager, mnist):
 
 
 def test_heatmap_of_a_run_without_problems_is_drawn_only_once_opened(manager, mnist):
-    rid = _dead_run(manager.store, mnist, dead=False)
+    rid = _saved_run(manager.store, mnist, dead=False)
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.query_params["run"] = rid
     at.run()
