@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 import re
 
+from playwright.sync_api import expect
+
 from .conftest import REPO_ROOT
 from .harness import click_button, expect_text, fill_number, get_exception_blocks, goto, select_option, widget
-
-from playwright.sync_api import expect
 
 USE_RE = re.compile(r"^\s*Use this LR \(([0-9.e+-]+)\)\s*$")
 
@@ -37,8 +37,8 @@ def test_lr_finder_fills_the_learning_rate(streamlit_server, page, tmp_path):
     started = section.locator('[data-testid="stProgress"]')
     click_button(page, "Run LR range test", timeout=120_000)
     if not _shows(started, 60_000):
-        # CI (3 Dec) once saw the page idle with no test started after this click (no progress, no error): a
-        # click that never reached the server. A user would press again; so does the test, once, and says so.
+        # CI (3 Dec) once saw the page idle with no test started after this click (no progress, no error): the click,
+        # or the page rerun it asks for, was lost. A user would press again; so does the test, once, and says so.
         print("e2e: the first click on 'Run LR range test' started nothing; clicking again")
         click_button(page, "Run LR range test", timeout=120_000)
         expect(started).to_be_visible(timeout=60_000)
